@@ -1,0 +1,81 @@
+# syntax=docker/dockerfile:1
+#
+# Tessera container image.
+#
+#   docker build -t tessera .
+#   docker run --rm -p 8000:8000 -v tessera-data:/app/data tessera
+#
+# Stage 1 compiles the release binary; stage 2 is a slim Debian runtime that
+# only carries the binary, CA certificates and curl (used by HEALTHCHECK).
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+
+############################################################################
+# Builder
+############################################################################
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+
+WORKDIR /build
+
+# --- Dependency layer -----------------------------------------------------
+# Only the manifests and the lockfile go in first, together with empty
+# placeholder sources, so that compiling the (large) dependency graph is cached
+# as long as Cargo.toml / Cargo.lock / migration/Cargo.toml stay unchanged.
+COPY Cargo.toml Cargo.lock ./
+COPY migration/Cargo.toml migration/Cargo.toml
+
+RUN mkdir -p src migration/src \
+    && printf 'fn main() {}\n' > src/main.rs \
+    && : > src/lib.rs \
+    && : > migration/src/lib.rs \
+    && cargo build --release --locked --bin tessera \
+    && rm -rf src migration/src
+
+# --- Application layer ----------------------------------------------------
+COPY src src
+COPY migration/src migration/src
+
+# COPY keeps the mtimes from the build context, which can be older than the
+# placeholder artifacts built above; touch the sources so cargo rebuilds the
+# two workspace crates instead of reusing the placeholder build.
+RUN find src migration/src -type f -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked --bin tessera \
+    && install -m 0755 target/release/tessera /usr/local/bin/tessera
+
+############################################################################
+# Runtime
+############################################################################
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/*
+
+ARG APP_UID=10001
+ARG APP_GID=10001
+RUN groupadd --system --gid "${APP_GID}" tessera \
+    && useradd --system --uid "${APP_UID}" --gid tessera \
+        --home-dir /app --no-create-home --shell /usr/sbin/nologin tessera \
+    && mkdir -p /app/data \
+    && chown -R tessera:tessera /app
+
+COPY --from=builder /usr/local/bin/tessera /usr/local/bin/tessera
+
+WORKDIR /app
+
+# The default DATABASE_URL (sqlite://data/tessera.db?mode=rwc) resolves to
+# /app/data/tessera.db; keep that directory on a volume.
+VOLUME ["/app/data"]
+
+ENV LISTEN_ADDR=0.0.0.0:8000
+
+EXPOSE 8000
+
+USER tessera:tessera
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD curl -fsS -o /dev/null http://127.0.0.1:8000/ready || exit 1
+
+ENTRYPOINT ["tessera"]
+CMD ["serve"]

@@ -1,0 +1,19 @@
+//! Schema migrations, one file per change, written with sea-query so each runs on SQLite and
+//! PostgreSQL alike. A migration that has landed is never edited: change the schema with a new one.
+//!
+//! Column conventions: ids are UUIDs, times are `timestamp with time zone` (`DateTimeUtc`;
+//! text on SQLite, compared only through bound parameters), JSON is `json_binary` (jsonb on
+//! PostgreSQL, text on SQLite).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_audit_log;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_audit_log::Migration)]
+    }
+}

@@ -1,0 +1,180 @@
+//! Builds the application state and the HTTP routes, and runs the server until shut down.
+//!
+//! Start-up is linear and logged: database (migrated when asked), kv, state, routes, then
+//! the listener. [`Application::build`] does everything that can fail before serving, so
+//! both `main` and the test harness get an error instead of a half-started server;
+//! [`Application::run`] serves until the [`CancellationToken`] fires, then drains in-flight
+//! requests, closes WebSockets with a close frame, and releases connections.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use poem::{
+    EndpointExt, Route, Server,
+    listener::TcpAcceptor,
+    middleware::{Compression, Cors},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::Config,
+    graphql::{self, AppSchema},
+    platform::{
+        db::Db,
+        http::{Observed, health, metrics, ready},
+        kv::{self, Kv},
+        telemetry::Metrics,
+    },
+};
+
+/// Everything a request handler or background task may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub kv: Arc<dyn Kv>,
+    pub metrics: Metrics,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Open WebSocket connections, awaited at shutdown.
+    pub ws_tracker: TaskTracker,
+    pub started_at: DateTime<Utc>,
+    /// Origins a browser may call from (PUBLIC_URL's and CORS_ALLOWED_ORIGINS).
+    pub allowed_origins: Arc<Vec<String>>,
+}
+
+/// A server that is ready to accept connections.
+pub struct Application {
+    state: AppState,
+    schema: AppSchema,
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Connects to the database and kv store (migrating when configured) and binds nothing
+    /// new: `listener` is already bound (port 0 in tests).
+    pub async fn build(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let local_addr = listener.local_addr()?;
+
+        let db = Db::connect(&config).await?;
+        tracing::info!(backend = db.backend().as_str(), url = ?config.database_url, "database connected");
+        if config.run_migrations {
+            db.migrate_up().await?;
+            tracing::info!("migrations applied");
+        }
+        let kv = kv::connect(&config).await?;
+        tracing::info!(backend = kv.backend(), "kv store connected");
+
+        let state = AppState {
+            metrics: Metrics::new(&config)?,
+            allowed_origins: Arc::new(config.allowed_origins()),
+            config,
+            db,
+            kv,
+            shutdown: CancellationToken::new(),
+            ws_tracker: TaskTracker::new(),
+            started_at: Utc::now(),
+        };
+        let schema = graphql::build_schema(&state);
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        Ok(Self {
+            state,
+            schema,
+            acceptor,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then shuts down gracefully.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            state,
+            schema,
+            acceptor,
+            local_addr,
+        } = self;
+        let routes = routes(&state, schema);
+        let grace = state.config.shutdown_timeout.0;
+        tracing::info!(addr = %local_addr, public_url = %state.config.public_url(), "serving");
+
+        let server_shutdown = state.shutdown.clone();
+        let signal = {
+            let shutdown = shutdown.clone();
+            let server_shutdown = server_shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: draining in-flight requests");
+                server_shutdown.cancel();
+            }
+        };
+        let served = Server::new_with_acceptor(acceptor)
+            .name("tessera")
+            .idle_timeout(Duration::from_secs(75))
+            .run_with_graceful_shutdown(routes, signal, Some(grace))
+            .await;
+        // The HTTP side is done; WebSockets got their close frames when the token fired.
+        server_shutdown.cancel();
+        state.ws_tracker.close();
+        if tokio::time::timeout(grace, state.ws_tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some WebSockets did not close in time");
+        }
+        state.kv.shutdown().await;
+        state.db.clone().close().await;
+        tracing::info!("stopped");
+        served.map_err(Into::into)
+    }
+}
+
+/// Every route, each wrapped with its name for metrics and spans.
+pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'static {
+    let cors = Cors::new()
+        .allow_origins(state.allowed_origins.iter().map(String::as_str))
+        .allow_methods(["GET", "POST", "OPTIONS"])
+        .allow_headers(["content-type", "authorization", "x-request-id"])
+        .expose_headers(["x-request-id"])
+        .allow_credentials(true)
+        .max_age(600);
+    Route::new()
+        .at(
+            "/graphql",
+            poem::get(graphql::http::endpoint)
+                .post(graphql::http::endpoint)
+                .with(Compression::new())
+                .with(Observed::new("/graphql", state)),
+        )
+        .at(
+            "/graphql/ws",
+            poem::get(graphql::ws::endpoint).with(Observed::new("/graphql/ws", state)),
+        )
+        .at(
+            "/health",
+            poem::get(health).with(Observed::new("/health", state)),
+        )
+        .at(
+            "/ready",
+            poem::get(ready).with(Observed::new("/ready", state)),
+        )
+        .at(
+            "/metrics",
+            poem::get(metrics)
+                .with(Compression::new())
+                .with(Observed::new("/metrics", state)),
+        )
+        .with(cors)
+        .data(state.clone())
+        .data(schema)
+        .catch_all_error(|err| async move { crate::platform::http::json_refusal(err) })
+}

@@ -1,0 +1,273 @@
+//! GraphQL over HTTP, as the GraphQL-over-HTTP specification says.
+//!
+//! - `POST /graphql` with `Content-Type: application/json`; anything else is 415.
+//! - `GET /graphql?query=…&variables=…&operationName=…` for queries only: a mutation over
+//!   GET is 405 (GET must be safe: links and prefetchers follow it). A browser asking for
+//!   HTML with no query gets GraphiQL.
+//! - Answers in `application/graphql-response+json` when the client accepts it: a request
+//!   error (the query never ran: unparsable, invalid, over a limit) is then 400 with no
+//!   `data`. Otherwise in `application/json`, where such errors are 200 as legacy clients
+//!   expect. A body that is not a GraphQL request at all is 400 in both.
+
+use async_graphql::{Response as GqlResponse, ServerError, Value, http::GraphiQLSource};
+use poem::{
+    Body, IntoResponse, Request, Response, handler,
+    http::{HeaderMap, Method, StatusCode, header},
+    web::{Data, Html},
+};
+use serde::Deserialize;
+
+use super::{AppSchema, RequestMeta, error::ErrorCode, observe::selected_operation};
+use crate::app::AppState;
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+/// Which media type the response is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    GraphqlResponse,
+    Json,
+}
+
+fn negotiate(headers: &HeaderMap) -> Accept {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Prefer the newer type whenever the client names it; it carries better status codes.
+    if accept
+        .split(',')
+        .any(|part| part.split(';').next().map(str::trim) == Some(GRAPHQL_RESPONSE))
+    {
+        Accept::GraphqlResponse
+    } else {
+        Accept::Json
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// A response for a request that is not a GraphQL request at all.
+fn refuse(accept: Accept, status: StatusCode, reason: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{
+            "message": message,
+            "extensions": { "code": ErrorCode::BadUserInput.as_str(), "reason": reason },
+        }]
+    });
+    let content_type = match accept {
+        Accept::GraphqlResponse => GRAPHQL_RESPONSE,
+        Accept::Json => JSON,
+    };
+    Response::builder()
+        .status(status)
+        .content_type(content_type)
+        .body(body.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+fn parse_get(query_string: &str) -> Result<async_graphql::Request, String> {
+    let params: GetParams =
+        serde_urlencoded::from_str(query_string).map_err(|e| format!("bad query string: {e}"))?;
+    let query = params
+        .query
+        .filter(|q| !q.trim().is_empty())
+        .ok_or("the `query` parameter is required")?;
+    let mut request = async_graphql::Request::new(query);
+    request.operation_name = params.operation_name;
+    if let Some(variables) = params.variables {
+        request.variables = serde_json::from_str(&variables)
+            .map_err(|e| format!("`variables` is not a JSON object: {e}"))?;
+    }
+    if let Some(extensions) = params.extensions {
+        request.extensions = serde_json::from_str(&extensions)
+            .map_err(|e| format!("`extensions` is not a JSON object: {e}"))?;
+    }
+    Ok(request)
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(JSON))
+}
+
+/// Errors that stopped the request before execution: no data, and no error has a path.
+fn is_request_error(response: &GqlResponse) -> bool {
+    response.data == Value::Null
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|e: &ServerError| e.path.is_empty())
+}
+
+fn write(accept: Accept, response: GqlResponse) -> Response {
+    let request_error = is_request_error(&response);
+    let (status, content_type) = match accept {
+        Accept::GraphqlResponse if request_error => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE),
+        Accept::GraphqlResponse => (StatusCode::OK, GRAPHQL_RESPONSE),
+        Accept::Json => (StatusCode::OK, JSON),
+    };
+    let mut body = match serde_json::to_value(&response) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "serializing a GraphQL response failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if request_error {
+        // The spec's signal that execution never started is the absence of `data`.
+        if let Some(object) = body.as_object_mut() {
+            object.remove("data");
+        }
+    }
+    let mut builder = Response::builder()
+        .status(status)
+        .content_type(content_type);
+    if let Some(cache_control) = response.cache_control.value() {
+        builder = builder.header(header::CACHE_CONTROL, cache_control);
+    }
+    builder.body(body.to_string())
+}
+
+/// `GET` and `POST` on `/graphql`.
+#[handler]
+pub async fn endpoint(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+    Data(schema): Data<&AppSchema>,
+    Data(meta): Data<&RequestMeta>,
+) -> Response {
+    let accept = negotiate(req.headers());
+    let request = match *req.method() {
+        Method::GET => {
+            let query_string = req.uri().query().unwrap_or("");
+            if query_string.is_empty() && wants_html(req.headers()) {
+                return Html(
+                    GraphiQLSource::build()
+                        .endpoint("/graphql")
+                        .subscription_endpoint("/graphql/ws")
+                        .title("Tessera GraphiQL")
+                        .finish(),
+                )
+                .into_response();
+            }
+            let request = match parse_get(query_string) {
+                Ok(request) => request,
+                Err(message) => {
+                    return refuse(
+                        accept,
+                        StatusCode::BAD_REQUEST,
+                        "malformed_request",
+                        &message,
+                    );
+                }
+            };
+            if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+                let kind = selected_operation(&doc, request.operation_name.as_deref())
+                    .map(|(_, kind)| kind);
+                if kind.is_some_and(|k| k != async_graphql::parser::types::OperationType::Query) {
+                    let mut response = refuse(
+                        accept,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        "only queries may be sent with GET; send mutations with POST",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+                    return response;
+                }
+            }
+            request
+        }
+        Method::POST => {
+            if !is_json_content_type(req.headers()) {
+                return refuse(
+                    accept,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the request as Content-Type: application/json",
+                );
+            }
+            let bytes = match body.into_bytes_limit(state.config.body_limit_bytes).await {
+                Ok(bytes) => bytes,
+                Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+                    return super::error::http_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        &format!(
+                            "the request body exceeds {} bytes",
+                            state.config.body_limit_bytes
+                        ),
+                    );
+                }
+                Err(e) => {
+                    return refuse(
+                        accept,
+                        StatusCode::BAD_REQUEST,
+                        "malformed_request",
+                        &e.to_string(),
+                    );
+                }
+            };
+            match serde_json::from_slice::<async_graphql::Request>(&bytes) {
+                Ok(request) if !request.query.trim().is_empty() => request,
+                Ok(_) => {
+                    return refuse(
+                        accept,
+                        StatusCode::BAD_REQUEST,
+                        "malformed_request",
+                        "the `query` field is required",
+                    );
+                }
+                Err(e) => {
+                    let message = if bytes.first() == Some(&b'[') {
+                        "batched requests are not supported; send one operation per request"
+                            .to_owned()
+                    } else {
+                        format!("the body is not a GraphQL request: {e}")
+                    };
+                    return refuse(
+                        accept,
+                        StatusCode::BAD_REQUEST,
+                        "malformed_request",
+                        &message,
+                    );
+                }
+            }
+        }
+        _ => {
+            let mut response = refuse(
+                accept,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET or POST",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+            return response;
+        }
+    };
+    let response = schema.execute(request.data(meta.clone())).await;
+    write(accept, response)
+}

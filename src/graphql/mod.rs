@@ -1,0 +1,100 @@
+//! The GraphQL schema: one root merged from each domain's Query, Mutation and Subscription,
+//! with depth and complexity limits, switchable introspection, and the [`observe`] extension
+//! (tracing, metrics, error codes). Transport lives in [`http`] and [`ws`].
+//!
+//! A domain adds its `#[derive(Default)]` `XQuery` to [`Query`] (and likewise for mutations
+//! and subscriptions); `schema.graphql` is regenerated with `tessera export-schema`.
+
+pub mod error;
+pub mod http;
+pub mod observe;
+pub mod ws;
+
+use async_graphql::{
+    Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema, SchemaBuilder,
+    SimpleObject,
+};
+use chrono::{DateTime, Utc};
+
+pub use error::{ApiError, ErrorCode};
+
+use crate::app::AppState;
+
+/// What every resolver may ask of the request that carried it.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    /// The socket peer; `X-Forwarded-For` is believed only from trusted proxies.
+    pub peer: Option<std::net::SocketAddr>,
+    pub user_agent: Option<String>,
+    /// `Authorization` header (HTTP) or `connection_init` payload (WebSocket), unverified.
+    pub authorization: Option<String>,
+}
+
+/// Facts about the running server.
+#[derive(SimpleObject)]
+pub struct ServerInfo {
+    /// Version of the server package.
+    version: &'static str,
+    /// `sqlite` or `postgres`.
+    database_backend: &'static str,
+    /// `memory` (single instance) or `redis` (shared between instances).
+    kv_backend: &'static str,
+    /// When this instance started.
+    started_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+pub struct PlatformQuery;
+
+#[Object]
+impl PlatformQuery {
+    /// Version and backends of the server answering.
+    async fn server_info(&self, ctx: &Context<'_>) -> async_graphql::Result<ServerInfo> {
+        let state = ctx.data::<AppState>()?;
+        Ok(ServerInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            database_backend: state.db.backend().as_str(),
+            kv_backend: state.kv.backend(),
+            started_at: state.started_at,
+        })
+    }
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(PlatformQuery);
+
+/// Mutations arrive with the first domain that has one.
+pub type Mutation = EmptyMutation;
+/// Subscriptions arrive with the first domain that has one.
+pub type Subscription = EmptySubscription;
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+/// The schema's shape, without runtime data: what `export-schema` prints.
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+}
+
+/// The SDL of the schema, as written to `schema.graphql`.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl()
+}
+
+/// The schema the server runs, with its limits and data.
+pub fn build_schema(state: &AppState) -> AppSchema {
+    let config = &state.config;
+    let mut builder = schema_builder()
+        .data(state.clone())
+        .limit_depth(config.graphql_max_depth)
+        .limit_complexity(config.graphql_max_complexity)
+        .extension(observe::Observe::new(state.metrics.clone()));
+    if !config.graphql_introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}

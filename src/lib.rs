@@ -1,0 +1,15 @@
+//! Tessera: a GraphQL API server for a coin economy.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; the integration tests boot
+//! the same [`app::Application`] on an ephemeral port. See ARCHITECTURE.md for the map.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod graphql;
+pub mod platform;
+
+pub use app::{AppState, Application};
+pub use config::Config;

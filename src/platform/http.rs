@@ -1,0 +1,219 @@
+//! HTTP plumbing shared by every route: request ids and per-request metadata, a span and
+//! metrics per request, the body-size limit, JSON refusals, and the probe endpoints.
+
+use std::time::Instant;
+
+use poem::{
+    Endpoint, IntoResponse, Middleware, Request, Response, Result, handler,
+    http::{HeaderValue, StatusCode, header},
+    web::{Data, Json},
+};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::{app::AppState, graphql::RequestMeta, graphql::error::http_error};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A request id from the client is kept when it is short and plain; otherwise we make one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Wraps one route: names it for metrics and spans.
+pub struct Observed {
+    route: &'static str,
+    state: AppState,
+}
+
+impl Observed {
+    pub fn new(route: &'static str, state: &AppState) -> Self {
+        Self {
+            route,
+            state: state.clone(),
+        }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for Observed {
+    type Output = ObservedEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ObservedEndpoint {
+            inner,
+            route: self.route,
+            state: self.state.clone(),
+        }
+    }
+}
+
+pub struct ObservedEndpoint<E> {
+    inner: E,
+    route: &'static str,
+    state: AppState,
+}
+
+impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let method = req.method().to_string();
+        let span = tracing::info_span!(
+            "http.request",
+            otel.name = format!("{method} {}", self.route),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = self.route,
+            http.response.status_code = tracing::field::Empty,
+            request_id = %id,
+        );
+        let peer = req.remote_addr().as_socket_addr().copied();
+        let meta = RequestMeta {
+            request_id: id.clone(),
+            peer,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            authorization: req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        req.extensions_mut().insert(meta);
+
+        let limit = self.state.config.body_limit_bytes;
+        let too_large = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len > limit as u64);
+
+        let mut response = if too_large {
+            http_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("the request body exceeds {limit} bytes"),
+            )
+        } else {
+            match self.inner.call(req).instrument(span.clone()).await {
+                Ok(output) => output.into_response(),
+                Err(err) => json_refusal(err),
+            }
+        };
+        let status = response.status().as_u16();
+        span.record("http.response.status_code", status);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        self.state
+            .metrics
+            .record_http(self.route, &method, status, started.elapsed());
+        Ok(response)
+    }
+}
+
+/// Turns a framework error (404, 405, bad upgrade, …) into `{"error", "message"}`.
+pub fn json_refusal(err: poem::Error) -> Response {
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(error = %err, "request failed");
+    }
+    let reason = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if status.is_server_error() {
+        "internal error".to_owned()
+    } else {
+        err.to_string()
+    };
+    http_error(status, reason, &message)
+}
+
+/// `GET /health`: the process is up and serving HTTP. Checks nothing else on purpose, so an
+/// orchestrator does not restart us for a dependency's outage.
+#[handler]
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: the database and the kv store both answer. 503 with per-dependency detail
+/// otherwise, so a load balancer stops sending traffic while we cannot serve it.
+#[handler]
+pub async fn ready(Data(state): Data<&AppState>) -> Response {
+    let timeout = state.config.kv_command_timeout.0;
+    let db = async {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, state.db.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        (result, started.elapsed())
+    };
+    let kv = async {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, state.kv.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        (result, started.elapsed())
+    };
+    let ((db, db_time), (kv, kv_time)) = tokio::join!(db, kv);
+    let check = |result: &std::result::Result<(), String>,
+                 elapsed: std::time::Duration,
+                 backend: &str| {
+        match result {
+            Ok(()) => {
+                json!({ "status": "up", "backend": backend, "latencyMs": elapsed.as_millis() as u64 })
+            }
+            Err(e) => json!({ "status": "down", "backend": backend, "error": e }),
+        }
+    };
+    let ready = db.is_ok() && kv.is_ok() && !state.shutdown.is_cancelled();
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": {
+            "database": check(&db, db_time, state.db.backend().as_str()),
+            "kv": check(&kv, kv_time, state.kv.backend()),
+        },
+    });
+    if !ready {
+        tracing::warn!(database = ?db.err(), kv = ?kv.err(), "not ready");
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[handler]
+pub async fn metrics(Data(state): Data<&AppState>) -> Response {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

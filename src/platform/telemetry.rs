@@ -1,0 +1,192 @@
+//! Logs, traces and metrics.
+//!
+//! - Logs: `tracing`, pretty in development and one JSON object per line with
+//!   `LOG_FORMAT=json`. Never log tokens, codes, passwords, emails or raw bodies.
+//! - Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans are exported over OTLP/HTTP
+//!   (protobuf). The HTTP middleware opens a span per request and the GraphQL extension one
+//!   per operation, named by the operation name (never the query text or variables).
+//! - Metrics: OpenTelemetry instruments read by a Prometheus exporter; `GET /metrics` renders
+//!   them. Each running app owns its [`Metrics`] (no global), so several servers in one
+//!   process (the tests) do not mix their figures.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram, MeterProvider as _, UpDownCounter},
+    trace::TracerProvider as _,
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, metrics::SdkMeterProvider, trace::SdkTracerProvider};
+use prometheus::{Encoder, TextEncoder};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{Config, LogFormat};
+
+/// Flushes exported spans when dropped; keep it alive for the life of the process.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.tracer_provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("flushing traces failed: {e}");
+            }
+        }
+    }
+}
+
+fn resource(config: &Config) -> Resource {
+    Resource::builder()
+        .with_service_name(config.otel_service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Installs the global log subscriber (and the OTLP trace pipeline when configured).
+/// Must be called from within a Tokio runtime when OTLP is on.
+pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .with_context(|| format!("RUST_LOG: '{}' is not a valid filter", config.log_filter))?;
+    let fmt = match config.log_format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    };
+
+    let tracer_provider = match &config.otel_endpoint {
+        Some(endpoint) => {
+            let endpoint = endpoint.as_str().trim_end_matches('/');
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{endpoint}/v1/traces"))
+                .with_timeout(Duration::from_secs(5))
+                .build()
+                .context("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the span exporter")?;
+            let processor =
+                opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+                    exporter,
+                    opentelemetry_sdk::runtime::Tokio,
+                )
+                .build();
+            Some(
+                SdkTracerProvider::builder()
+                    .with_span_processor(processor)
+                    .with_resource(resource(config))
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    let otel_layer = tracer_provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("tessera")));
+
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel_layer)
+        .try_init()
+        .context("a log subscriber was already installed")?;
+    Ok(TelemetryGuard { tracer_provider })
+}
+
+/// The server's instruments and the registry `/metrics` renders.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: prometheus::Registry,
+    // Kept so the exporter stays registered; instruments hold their own handles.
+    _provider: SdkMeterProvider,
+    http_requests: Counter<u64>,
+    http_duration: Histogram<f64>,
+    graphql_operations: Counter<u64>,
+    websocket_connections: UpDownCounter<i64>,
+}
+
+impl Metrics {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .context("cannot build the Prometheus exporter")?;
+        let provider = SdkMeterProvider::builder()
+            .with_reader(exporter)
+            .with_resource(resource(config))
+            .build();
+        let meter = provider.meter("tessera");
+        Ok(Self {
+            registry,
+            http_requests: meter
+                .u64_counter("http.server.requests")
+                .with_description("HTTP requests answered, by route, method and status")
+                .build(),
+            http_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Time to answer an HTTP request, by route, method and status")
+                .with_boundaries(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
+                .build(),
+            graphql_operations: meter
+                .u64_counter("graphql.operations")
+                .with_description(
+                    "GraphQL operations executed, by operation name, type and outcome",
+                )
+                .build(),
+            websocket_connections: meter
+                .i64_up_down_counter("graphql.websocket.connections")
+                .with_description("Open GraphQL WebSocket connections")
+                .build(),
+            _provider: provider,
+        })
+    }
+
+    pub fn record_http(&self, route: &'static str, method: &str, status: u16, elapsed: Duration) {
+        let attrs = [
+            KeyValue::new("http.route", route),
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("http.response.status_code", i64::from(status)),
+        ];
+        self.http_requests.add(1, &attrs);
+        self.http_duration.record(elapsed.as_secs_f64(), &attrs);
+    }
+
+    pub fn record_graphql(&self, operation: &str, kind: &'static str, outcome: &'static str) {
+        self.graphql_operations.add(
+            1,
+            &[
+                KeyValue::new("graphql.operation.name", operation.to_owned()),
+                KeyValue::new("graphql.operation.type", kind),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+
+    pub fn websocket_opened(&self) {
+        self.websocket_connections.add(1, &[]);
+    }
+
+    pub fn websocket_closed(&self) {
+        self.websocket_connections.add(-1, &[]);
+    }
+
+    /// The Prometheus text exposition of every instrument.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
