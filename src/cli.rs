@@ -68,11 +68,11 @@ enum MigrateAction {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("error: .env: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("error: .env: {e}");
+        return ExitCode::from(2);
     }
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve { config: cli.config });

@@ -92,7 +92,7 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             write!(f, "{}s", ms / 1000)
@@ -416,21 +416,21 @@ impl Config {
         if self.graphql_max_complexity == 0 {
             return err("GRAPHQL_MAX_COMPLEXITY", "must be at least 1");
         }
-        if let Some(url) = &self.public_url {
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return err(
-                    "PUBLIC_URL",
-                    "must be an http:// or https:// URL with a host",
-                );
-            }
+        if let Some(url) = &self.public_url
+            && (!matches!(url.scheme(), "http" | "https") || url.host().is_none())
+        {
+            return err(
+                "PUBLIC_URL",
+                "must be an http:// or https:// URL with a host",
+            );
         }
-        if let Some(url) = &self.otel_endpoint {
-            if !matches!(url.scheme(), "http" | "https") {
-                return err(
-                    "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    "must be an http:// or https:// URL",
-                );
-            }
+        if let Some(url) = &self.otel_endpoint
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return err(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "must be an http:// or https:// URL",
+            );
         }
         for origin in &self.cors_allowed_origins {
             let parsed = Url::parse(origin.trim());

@@ -92,7 +92,10 @@ pub fn build_schema(state: &AppState) -> AppSchema {
         .data(state.clone())
         .limit_depth(config.graphql_max_depth)
         .limit_complexity(config.graphql_max_complexity)
-        .extension(observe::Observe::new(state.metrics.clone()));
+        .extension(observe::Observe::new(
+            state.metrics.clone(),
+            config.graphql_introspection,
+        ));
     if !config.graphql_introspection {
         builder = builder.disable_introspection();
     }

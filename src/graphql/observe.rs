@@ -20,11 +20,17 @@ use crate::platform::telemetry::Metrics;
 
 pub struct Observe {
     metrics: Metrics,
+    introspection: bool,
 }
 
 impl Observe {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    /// `introspection: false` refuses `__schema` and `__type` with a clear error (the
+    /// library alone would answer them with a silent null).
+    pub fn new(metrics: Metrics, introspection: bool) -> Self {
+        Self {
+            metrics,
+            introspection,
+        }
     }
 }
 
@@ -32,6 +38,7 @@ impl ExtensionFactory for Observe {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ObserveOperation {
             metrics: self.metrics.clone(),
+            introspection: self.introspection,
             state: Mutex::new(OperationInfo::default()),
         })
     }
@@ -46,6 +53,7 @@ struct OperationInfo {
 
 struct ObserveOperation {
     metrics: Metrics,
+    introspection: bool,
     state: Mutex<OperationInfo>,
 }
 
@@ -61,6 +69,30 @@ fn kind_str(kind: OperationType) -> &'static str {
         OperationType::Mutation => "mutation",
         OperationType::Subscription => "subscription",
     }
+}
+
+/// Whether any operation selects `__schema` or `__type` at its root (directly, or through
+/// a fragment).
+fn asks_for_introspection(doc: &ExecutableDocument) -> bool {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn scan(set: &SelectionSet, doc: &ExecutableDocument, depth: usize) -> bool {
+        depth < 8
+            && set.items.iter().any(|item| match &item.node {
+                Selection::Field(field) => {
+                    matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                }
+                Selection::InlineFragment(fragment) => {
+                    scan(&fragment.node.selection_set.node, doc, depth + 1)
+                }
+                Selection::FragmentSpread(spread) => doc
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .is_some_and(|f| scan(&f.node.selection_set.node, doc, depth + 1)),
+            })
+    }
+    doc.operations
+        .iter()
+        .any(|(_, op)| scan(&op.node.selection_set.node, doc, 0))
 }
 
 /// The operation a document will run, given the requested name.
@@ -153,6 +185,15 @@ impl Extension for ObserveOperation {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
+        if !self.introspection && asks_for_introspection(&doc) {
+            let mut err =
+                async_graphql::ServerError::new("introspection is disabled on this server", None);
+            let mut extensions = async_graphql::ErrorExtensionValues::default();
+            extensions.set("code", "BAD_USER_INPUT");
+            extensions.set("reason", "introspection_disabled");
+            err.extensions = Some(extensions);
+            return Err(err);
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((name, kind)) = selected_operation(&doc, state.requested_name.as_deref()) {
             state.name = name.or_else(|| state.requested_name.clone());

@@ -186,7 +186,10 @@ impl Connection {
                         *self.pending_init.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
                     }
                     Err(err) => {
-                        return Step::Close(close::FORBIDDEN, format!("Forbidden: {}", err.message));
+                        return Step::Close(
+                            close::FORBIDDEN,
+                            format!("Forbidden: {}", err.message),
+                        );
                     }
                 }
             }

@@ -50,17 +50,16 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        if backend == Backend::Sqlite {
-            if let Some(parent) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf)) {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&parent).map_err(|e| {
-                        anyhow::anyhow!(
-                            "DATABASE_URL: cannot create folder {}: {e}",
-                            parent.display()
-                        )
-                    })?;
-                }
-            }
+        if backend == Backend::Sqlite
+            && let Some(parent) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf))
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(&parent).map_err(|e| {
+                anyhow::anyhow!(
+                    "DATABASE_URL: cannot create folder {}: {e}",
+                    parent.display()
+                )
+            })?;
         }
 
         let mut options = ConnectOptions::new(url.to_owned());

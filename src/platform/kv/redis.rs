@@ -355,10 +355,8 @@ impl Drop for UnsubscribeOnDrop {
                 }
                 idle
             };
-            if idle {
-                if let Err(e) = subscriber.unsubscribe(name).await {
-                    tracing::debug!(error = %e, "unsubscribe failed");
-                }
+            if idle && let Err(e) = subscriber.unsubscribe(name).await {
+                tracing::debug!(error = %e, "unsubscribe failed");
             }
         });
     }

@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a real socket. One test binary (one link) for all.
+
+mod cli;
+mod database;
+mod graphql_http;
+mod health;
+mod helpers;
+mod kv;
+mod redis_outage;
+mod schema;
+mod shutdown;
+mod websocket;
