@@ -13,7 +13,9 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use futures_util::{StreamExt, stream::BoxStream};
+use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::error::normalize;
 use crate::platform::telemetry::Metrics;
@@ -118,7 +120,6 @@ impl Extension for ObserveOperation {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let span = tracing::info_span!(
             "graphql.operation",
-            otel.name = tracing::field::Empty,
             graphql.operation.name = tracing::field::Empty,
             graphql.operation.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
@@ -130,7 +131,9 @@ impl Extension for ObserveOperation {
             .or(info.requested_name)
             .unwrap_or_else(|| "anonymous".into());
         let kind = info.kind.unwrap_or("unknown");
-        span.record("otel.name", format!("{kind} {name}"));
+        // The OpenTelemetry span already exists once the operation ran, so rename it there;
+        // recording `otel.name` now would be ignored.
+        span.context().span().update_name(format!("{kind} {name}"));
         span.record("graphql.operation.name", name.as_str());
         span.record("graphql.operation.type", kind);
         let outcome = if response.errors.is_empty() {

@@ -9,4 +9,5 @@ mod kv;
 mod redis_outage;
 mod schema;
 mod shutdown;
+mod telemetry;
 mod websocket;
