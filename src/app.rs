@@ -176,5 +176,6 @@ pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
         .with(cors)
         .data(state.clone())
         .data(schema)
+        .data(Arc::new(graphql::cache::DocumentCache::new(512)))
         .catch_all_error(|err| async move { crate::platform::http::json_refusal(err) })
 }

@@ -17,7 +17,11 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::{AppSchema, RequestMeta, error::ErrorCode, observe::selected_operation};
+use std::sync::Arc;
+
+use super::{
+    AppSchema, RequestMeta, cache::DocumentCache, error::ErrorCode, observe::selected_operation,
+};
 use crate::app::AppState;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -125,26 +129,26 @@ fn write(accept: Accept, response: GqlResponse) -> Response {
         Accept::GraphqlResponse => (StatusCode::OK, GRAPHQL_RESPONSE),
         Accept::Json => (StatusCode::OK, JSON),
     };
-    let mut body = match serde_json::to_value(&response) {
+    let body = if request_error {
+        // The spec's signal that execution never started is the absence of `data`.
+        serde_json::to_vec(&serde_json::json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let body = match body {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "serializing a GraphQL response failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    if request_error {
-        // The spec's signal that execution never started is the absence of `data`.
-        if let Some(object) = body.as_object_mut() {
-            object.remove("data");
-        }
-    }
     let mut builder = Response::builder()
         .status(status)
         .content_type(content_type);
     if let Some(cache_control) = response.cache_control.value() {
         builder = builder.header(header::CACHE_CONTROL, cache_control);
     }
-    builder.body(body.to_string())
+    builder.body(body)
 }
 
 /// `GET` and `POST` on `/graphql`.
@@ -155,6 +159,7 @@ pub async fn endpoint(
     Data(state): Data<&AppState>,
     Data(schema): Data<&AppSchema>,
     Data(meta): Data<&RequestMeta>,
+    Data(documents): Data<&Arc<DocumentCache>>,
 ) -> Response {
     let accept = negotiate(req.headers());
     let request = match *req.method() {
@@ -181,7 +186,7 @@ pub async fn endpoint(
                     );
                 }
             };
-            if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+            if let Some(doc) = documents.get_or_parse(&request.query) {
                 let kind = selected_operation(&doc, request.operation_name.as_deref())
                     .map(|(_, kind)| kind);
                 if kind.is_some_and(|k| k != async_graphql::parser::types::OperationType::Query) {
@@ -196,6 +201,9 @@ pub async fn endpoint(
                         .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
                     return response;
                 }
+                let mut request = request;
+                request.set_parsed_query(doc);
+                return write(accept, execute(schema, request, meta).await);
             }
             request
         }
@@ -230,7 +238,12 @@ pub async fn endpoint(
                 }
             };
             match serde_json::from_slice::<async_graphql::Request>(&bytes) {
-                Ok(request) if !request.query.trim().is_empty() => request,
+                Ok(mut request) if !request.query.trim().is_empty() => {
+                    if let Some(doc) = documents.get_or_parse(&request.query) {
+                        request.set_parsed_query(doc);
+                    }
+                    request
+                }
                 Ok(_) => {
                     return refuse(
                         accept,
@@ -268,6 +281,16 @@ pub async fn endpoint(
             return response;
         }
     };
-    let response = schema.execute(request.data(meta.clone())).await;
-    write(accept, response)
+    write(accept, execute(schema, request, meta).await)
+}
+
+/// Runs the request. The executor's future is large (several kilobytes of state); boxing it
+/// here keeps every enclosing future (middleware, router, connection) small, so they are
+/// not copied around by value on each request.
+async fn execute(
+    schema: &AppSchema,
+    request: async_graphql::Request,
+    meta: &RequestMeta,
+) -> GqlResponse {
+    Box::pin(schema.execute(request.data(meta.clone()))).await
 }

@@ -5,6 +5,7 @@
 //! A domain adds its `#[derive(Default)]` `XQuery` to [`Query`] (and likewise for mutations
 //! and subscriptions); `schema.graphql` is regenerated with `tessera export-schema`.
 
+pub mod cache;
 pub mod error;
 pub mod http;
 pub mod observe;
