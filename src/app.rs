@@ -41,6 +41,7 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Origins a browser may call from (PUBLIC_URL's and CORS_ALLOWED_ORIGINS).
     pub allowed_origins: Arc<Vec<String>>,
+    pub identity: Arc<crate::identity::Identity>,
 }
 
 /// A server that is ready to accept connections.
@@ -67,7 +68,9 @@ impl Application {
         let kv = kv::connect(&config).await?;
         tracing::info!(backend = kv.backend(), "kv store connected");
 
+        let identity = Arc::new(crate::identity::Identity::new(&config)?);
         let state = AppState {
+            identity,
             metrics: Metrics::new(&config)?,
             allowed_origins: Arc::new(config.allowed_origins()),
             config,

@@ -51,6 +51,18 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Create the first admin account, or promote an existing account to admin.
+    CreateAdmin {
+        /// Email address of the account.
+        #[arg(long)]
+        email: String,
+        /// Read the account's password from standard input (one line). Without it, the
+        /// account signs in by other means (one-time code, a linked provider).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        config: Config,
+    },
     /// Print the GraphQL schema (SDL) that this build serves.
     ExportSchema {
         /// Write to this file instead of standard output (e.g. schema.graphql).
@@ -95,7 +107,9 @@ pub fn main() -> ExitCode {
     }
 
     let config = match &command {
-        Command::Serve { config } | Command::Migrate { config, .. } => config,
+        Command::Serve { config }
+        | Command::Migrate { config, .. }
+        | Command::CreateAdmin { config, .. } => config,
         Command::ExportSchema { .. } => unreachable!("handled above"),
     };
     if let Err(e) = config.validate() {
@@ -121,6 +135,11 @@ pub fn main() -> ExitCode {
                 steps,
                 config,
             } => migrate(config, action, steps).await,
+            Command::CreateAdmin {
+                email,
+                password_stdin,
+                config,
+            } => create_admin(config, &email, password_stdin).await,
             Command::ExportSchema { .. } => Ok(()),
         }
     });
@@ -168,6 +187,38 @@ async fn cancel_on_signal(token: CancellationToken) {
         _ = terminate => tracing::info!("SIGTERM received"),
     }
     token.cancel();
+}
+
+async fn create_admin(config: Config, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(&config)?;
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        anyhow::ensure!(!line.is_empty(), "the password on standard input is empty");
+        Some(line)
+    } else {
+        None
+    };
+    let db = Db::connect(&config).await?;
+    if config.run_migrations {
+        db.migrate_up().await?;
+    }
+    let passwords = crate::identity::password::Passwords::new(&config.identity)?;
+    let (user, created) =
+        crate::identity::service::create_admin(&db, &passwords, email, password.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{} admin {} ({})",
+        if created { "created" } else { "promoted" },
+        user.email.as_deref().unwrap_or_default(),
+        user.id
+    );
+    db.close().await;
+    Ok(())
 }
 
 async fn migrate(config: Config, action: MigrateAction, steps: u32) -> anyhow::Result<()> {

@@ -64,7 +64,7 @@ impl FromStr for SecretUrl {
     }
 }
 
-/// A duration written as a number with a unit: `500ms`, `30s`, `5m`, `1h` (a bare number is seconds).
+/// A duration written as a number with a unit: `500ms`, `30s`, `5m`, `1h`, `30d` (a bare number is seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -83,7 +83,8 @@ impl FromStr for HumanDuration {
             "" | "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
-            _ => return Err(format!("unknown unit '{unit}' (use ms, s, m or h)")),
+            "d" => Duration::from_secs(n * 86_400),
+            _ => return Err(format!("unknown unit '{unit}' (use ms, s, m, h or d)")),
         };
         Ok(Self(d))
     }
@@ -97,6 +98,37 @@ impl fmt::Display for HumanDuration {
         } else {
             write!(f, "{}s", ms / 1000)
         }
+    }
+}
+
+/// A secret setting: `Debug` prints `***`, so it never reaches logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Self(s.trim().to_owned()))
     }
 }
 
@@ -325,6 +357,9 @@ pub struct Config {
     )]
     pub shutdown_timeout: HumanDuration,
 
+    #[command(flatten)]
+    pub identity: crate::identity::config::IdentityConfig,
+
     /// Folder for files the server writes itself (generated development keys); relative to the
     /// working directory.
     #[arg(
@@ -432,6 +467,7 @@ impl Config {
                 "must be an http:// or https:// URL",
             );
         }
+        self.identity.validate()?;
         for origin in &self.cors_allowed_origins {
             let parsed = Url::parse(origin.trim());
             let ok = matches!(&parsed, Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/");

@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod graphql;
+pub mod identity;
 pub mod platform;
 
 pub use app::{AppState, Application};

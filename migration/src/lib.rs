@@ -8,12 +8,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_audit_log;
+mod m20261125_000002_create_identity;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_audit_log::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_audit_log::Migration),
+            Box::new(m20261125_000002_create_identity::Migration),
+        ]
     }
 }

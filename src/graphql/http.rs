@@ -148,6 +148,10 @@ fn write(accept: Accept, response: GqlResponse) -> Response {
     if let Some(cache_control) = response.cache_control.value() {
         builder = builder.header(header::CACHE_CONTROL, cache_control);
     }
+    // Headers resolvers asked for (session cookies).
+    for (name, value) in &response.http_headers {
+        builder = builder.header(name.clone(), value.clone());
+    }
     builder.body(body)
 }
 
@@ -203,7 +207,7 @@ pub async fn endpoint(
                 }
                 let mut request = request;
                 request.set_parsed_query(doc);
-                return write(accept, execute(schema, request, meta).await);
+                return write(accept, execute(state, schema, request, meta).await);
             }
             request
         }
@@ -281,16 +285,18 @@ pub async fn endpoint(
             return response;
         }
     };
-    write(accept, execute(schema, request, meta).await)
+    write(accept, execute(state, schema, request, meta).await)
 }
 
 /// Runs the request. The executor's future is large (several kilobytes of state); boxing it
 /// here keeps every enclosing future (middleware, router, connection) small, so they are
 /// not copied around by value on each request.
 async fn execute(
+    state: &AppState,
     schema: &AppSchema,
     request: async_graphql::Request,
     meta: &RequestMeta,
 ) -> GqlResponse {
-    Box::pin(schema.execute(request.data(meta.clone()))).await
+    let auth = crate::identity::auth::authenticate(state, meta).await;
+    Box::pin(schema.execute(request.data(meta.clone()).data(auth))).await
 }

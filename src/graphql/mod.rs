@@ -12,14 +12,16 @@ pub mod observe;
 pub mod ws;
 
 use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema, SchemaBuilder,
-    SimpleObject,
+    Context, EmptySubscription, MergedObject, Object, Schema, SchemaBuilder, SimpleObject,
 };
 use chrono::{DateTime, Utc};
 
 pub use error::{ApiError, ErrorCode};
 
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    identity::graphql::{IdentityMutation, IdentityQuery},
+};
 
 /// What every resolver may ask of the request that carried it.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
     /// `Authorization` header (HTTP) or `connection_init` payload (WebSocket), unverified.
     pub authorization: Option<String>,
+    /// The raw `Cookie` header, for session cookies.
+    pub cookies: Option<String>,
 }
 
 /// Facts about the running server.
@@ -63,10 +67,10 @@ impl PlatformQuery {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(PlatformQuery);
+pub struct Query(PlatformQuery, IdentityQuery);
 
-/// Mutations arrive with the first domain that has one.
-pub type Mutation = EmptyMutation;
+#[derive(MergedObject, Default)]
+pub struct Mutation(IdentityMutation);
 /// Subscriptions arrive with the first domain that has one.
 pub type Subscription = EmptySubscription;
 

@@ -37,7 +37,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{ApiError, AppSchema, RequestMeta, error::http_error};
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    identity::auth::{ACCESS_COOKIE, Auth, cookie, verify_token},
+};
+
+/// Client messages the library may have queued and not yet taken.
+const IN_FLIGHT: usize = 256;
 
 /// Close codes of the graphql-transport-ws protocol.
 mod close {
@@ -46,6 +52,8 @@ mod close {
     pub const BAD_MESSAGE: u16 = 4400;
     pub const UNAUTHORIZED: u16 = 4401;
     pub const FORBIDDEN: u16 = 4403;
+    pub const INTERNAL: u16 = 1011;
+    pub const POLICY: u16 = 1008;
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
@@ -60,10 +68,9 @@ fn choose_protocol(req: &Request) -> Option<WebSocketProtocols> {
         .find_map(|p| p.trim().parse().ok())
 }
 
-/// Checks the `connection_init` payload and returns what resolvers of this connection see.
-/// The payload must be absent, null or an object; `authorization` is kept for identity to
-/// verify.
-fn authenticate(payload: &serde_json::Value) -> Result<Data, ApiError> {
+/// The credential in a `connection_init` payload: absent, null or an object whose optional
+/// `authorization` is a string (`Bearer <token>`).
+fn init_authorization(payload: &serde_json::Value) -> Result<Option<String>, ApiError> {
     let authorization = match payload {
         serde_json::Value::Null => None,
         serde_json::Value::Object(map) => match map
@@ -86,14 +93,38 @@ fn authenticate(payload: &serde_json::Value) -> Result<Data, ApiError> {
             ));
         }
     };
-    let mut data = Data::default();
-    data.insert(WsAuthorization(authorization));
-    Ok(data)
+    Ok(authorization)
 }
 
-/// The `authorization` the client sent in `connection_init`, unverified.
-#[derive(Debug, Clone)]
-pub struct WsAuthorization(pub Option<String>);
+/// Authenticates a connection: the init payload's token, else the session cookie sent with
+/// the upgrade. The result is what resolvers of this connection see.
+async fn authenticate(
+    state: &AppState,
+    cookies: Option<&str>,
+    payload: &serde_json::Value,
+) -> Result<Auth, ApiError> {
+    let token = match init_authorization(payload)? {
+        Some(header) => match header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+        {
+            Some(token) => Some(token.trim().to_owned()),
+            None => {
+                return Err(ApiError::bad_input(
+                    "unsupported_authorization",
+                    "`authorization` must be \"Bearer <token>\"",
+                ));
+            }
+        },
+        None => cookies
+            .and_then(|c| cookie(c, ACCESS_COOKIE))
+            .map(str::to_owned),
+    };
+    Ok(match token {
+        Some(token) => verify_token(state, &token).await,
+        None => Auth::Anonymous,
+    })
+}
 
 /// `GET /graphql/ws`.
 #[handler]
@@ -149,6 +180,8 @@ enum Step {
 }
 
 struct Connection {
+    state: AppState,
+    cookies: Option<String>,
     protocol: WebSocketProtocols,
     init_seen: bool,
     acked: bool,
@@ -181,8 +214,16 @@ impl Connection {
                 }
                 self.init_seen = true;
                 let payload = payload.clone().unwrap_or(serde_json::Value::Null);
-                match authenticate(&payload) {
-                    Ok(data) => {
+                match authenticate(&self.state, self.cookies.as_deref(), &payload).await {
+                    Ok(Auth::Refused(reason)) => {
+                        return Step::Close(close::FORBIDDEN, format!("Forbidden: {reason}"));
+                    }
+                    Ok(Auth::Unavailable) => {
+                        return Step::Close(close::INTERNAL, "sign-in checks unavailable".into());
+                    }
+                    Ok(auth) => {
+                        let mut data = Data::default();
+                        data.insert(auth);
                         *self.pending_init.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
                     }
                     Err(err) => {
@@ -210,10 +251,15 @@ impl Connection {
             ClientMessage::ConnectionTerminate => return Step::Close(close::NORMAL, String::new()),
             ClientMessage::Ping { .. } | ClientMessage::Pong { .. } => {}
         }
-        if self.to_library.send(Ok(message)).await.is_err() {
-            return Step::Close(close::NORMAL, String::new());
+        // The library reads this channel only when the loop below polls it, so never wait
+        // here: a client that has this many messages unanswered is flooding us.
+        match self.to_library.try_send(Ok(message)) {
+            Ok(()) => Step::Continue,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Step::Close(close::POLICY, "Too many messages in flight".into())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Step::Close(close::NORMAL, String::new()),
         }
-        Step::Continue
     }
 
     /// Notes what the library tells the client; returns the frame to send.
@@ -262,9 +308,10 @@ async fn serve(
     let span = tracing::info_span!("graphql.websocket", request_id = %meta.request_id, protocol = protocol.sec_websocket_protocol());
 
     let (mut sink, mut stream) = socket.split();
-    let (to_library, from_socket) = mpsc::channel(16);
+    let (to_library, from_socket) = mpsc::channel(IN_FLIGHT);
     let pending_init = Arc::new(Mutex::new(None::<Data>));
     let mut connection_data = Data::default();
+    let meta_cookies = meta.cookies.clone();
     connection_data.insert(meta);
 
     let init_slot = Arc::clone(&pending_init);
@@ -288,6 +335,8 @@ async fn serve(
     futures_util::pin_mut!(library);
 
     let mut connection = Connection {
+        state: state.clone(),
+        cookies: meta_cookies,
         protocol,
         init_seen: false,
         acked: false,
@@ -300,6 +349,9 @@ async fn serve(
 
     let closing: Option<(u16, String)> = loop {
         let step = tokio::select! {
+            // Client frames first: a subscribe is checked against the ids in use before the
+            // library's answers (which free ids) are looked at.
+            biased;
             _ = state.shutdown.cancelled() => Step::Close(close::GOING_AWAY, "server shutting down".into()),
             _ = &mut init_deadline, if !connection.init_seen => {
                 Step::Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into())

@@ -42,6 +42,31 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
 }
 
+impl AuditEntry {
+    /// An action by `actor` during the request `meta` describes.
+    pub fn by(actor: Uuid, action: &'static str, meta: &crate::graphql::RequestMeta) -> Self {
+        Self {
+            actor_id: Some(actor),
+            action,
+            ip: meta.peer.map(|p| p.ip().to_string()),
+            request_id: Some(meta.request_id.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// The object acted on.
+    pub fn on(mut self, target_type: &'static str, target_id: impl ToString) -> Self {
+        self.target_type = Some(target_type);
+        self.target_id = Some(target_id.to_string());
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
 /// Appends `entry` through `conn` (pass the transaction of the action it records).
 pub async fn record(conn: &impl ConnectionTrait, entry: AuditEntry) -> Result<Uuid, DbErr> {
     let id = Uuid::now_v7();

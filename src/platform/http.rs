@@ -93,6 +93,11 @@ impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            cookies: req
+                .headers()
+                .get(header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         };
         req.extensions_mut().insert(meta);
 

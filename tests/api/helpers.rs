@@ -173,6 +173,11 @@ impl TestAppBuilder {
             &kv_prefix,
             "--shutdown-timeout",
             "5s",
+            // Cheap hashing keeps the suite fast; the cost is a setting, not a code path.
+            "--argon2-memory-kib",
+            "64",
+            "--argon2-iterations",
+            "1",
         ])
         .expect("test settings parse");
         config.public_url = None;
@@ -267,6 +272,41 @@ impl TestApp {
         response.json().await.expect("a JSON body")
     }
 
+    /// POSTs a GraphQL request with `Authorization: Bearer <token>`.
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("POST /graphql");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Registers an account and returns its session.
+    pub async fn register(&self, email: &str, username: &str) -> Session {
+        let body = self
+            .graphql(
+                "mutation($input: RegisterInput!) { register(input: $input) { user { id role } accessToken refreshToken } }",
+                json!({ "input": { "email": email, "username": username, "password": PASSWORD } }),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "register failed: {body}");
+        Session::from_payload(&body["data"]["register"])
+    }
+
+    /// Signs in with the test password.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.graphql(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { id role } accessToken refreshToken } }",
+            json!({ "e": email, "p": password }),
+        )
+        .await
+    }
+
     /// Opens `/graphql/ws` with `protocol`, optionally sending `Origin`.
     pub async fn ws_connect(
         &self,
@@ -317,6 +357,47 @@ impl Drop for TestApp {
             handle.abort();
         }
     }
+}
+
+/// The password the helpers register accounts with.
+pub const PASSWORD: &str = "plum-orbit-cascade-91";
+
+/// A signed-in test account.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub role: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl Session {
+    pub fn from_payload(payload: &Value) -> Session {
+        Session {
+            user_id: payload["user"]["id"].as_str().expect("user id").to_owned(),
+            role: payload["user"]["role"]
+                .as_str()
+                .unwrap_or("USER")
+                .to_owned(),
+            access: payload["accessToken"]
+                .as_str()
+                .expect("access token")
+                .to_owned(),
+            refresh: payload["refreshToken"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
+        }
+    }
+}
+
+/// `extensions.code` and `extensions.reason` of the first error.
+pub fn error_of(body: &Value) -> (String, String) {
+    let ext = &body["errors"][0]["extensions"];
+    (
+        ext["code"].as_str().unwrap_or("").to_owned(),
+        ext["reason"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 pub async fn ws_send(ws: &mut Ws, message: Value) {

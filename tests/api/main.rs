@@ -5,6 +5,7 @@ mod database;
 mod graphql_http;
 mod health;
 mod helpers;
+mod identity;
 mod kv;
 mod redis_outage;
 mod schema;

@@ -1,0 +1,167 @@
+//! Who is asking: the viewer behind a request's access token (Bearer header, session cookie,
+//! or a WebSocket's `connection_init`), and the guards resolvers use.
+//!
+//! The hot path needs no database: the token is verified offline and the session's
+//! revocation marker is one kv lookup (in-process by default, Redis when shared).
+
+use std::time::SystemTime;
+
+use async_graphql::Context;
+use uuid::Uuid;
+
+use super::Role;
+use crate::{
+    app::AppState,
+    graphql::{ApiError, ErrorCode, RequestMeta},
+    platform::kv::KvError,
+};
+
+pub const ACCESS_COOKIE: &str = "tsr_access";
+pub const REFRESH_COOKIE: &str = "tsr_refresh";
+
+/// A signed-in user, as their access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub user_id: Uuid,
+    pub role: Role,
+    /// The session (refresh-token family) the token belongs to.
+    pub session_id: Uuid,
+}
+
+/// The outcome of authenticating a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Anonymous,
+    Viewer(Viewer),
+    /// A credential was presented and refused; `reason` says why (`token_expired`, …).
+    Refused(&'static str),
+    /// The revocation state could not be read; fail closed.
+    Unavailable,
+}
+
+/// Proof that the viewer is an admin; privileged services take it.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin<'a>(&'a Viewer);
+
+impl Admin<'_> {
+    pub fn user_id(&self) -> Uuid {
+        self.0.user_id
+    }
+}
+
+fn revoked_key(family: Uuid) -> String {
+    format!("auth:revoked:{family}")
+}
+
+/// Marks sessions revoked for as long as any access token of theirs can live.
+pub async fn mark_revoked(state: &AppState, families: &[Uuid]) -> Result<(), KvError> {
+    let ttl = state.config.identity.access_token_ttl.0 + std::time::Duration::from_secs(60);
+    for family in families {
+        state.kv.set(&revoked_key(*family), b"1", Some(ttl)).await?;
+    }
+    Ok(())
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+/// Checks an access token (without "Bearer ").
+pub async fn verify_token(state: &AppState, token: &str) -> Auth {
+    let claims = match state.identity.keys.verify_access(token, SystemTime::now()) {
+        Ok(claims) => claims,
+        Err(e) => return Auth::Refused(e.reason()),
+    };
+    match state.kv.get(&revoked_key(claims.session_id)).await {
+        Ok(Some(_)) => Auth::Refused("session_revoked"),
+        Ok(None) => Auth::Viewer(Viewer {
+            user_id: claims.user_id,
+            role: claims.role,
+            session_id: claims.session_id,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read session revocations");
+            Auth::Unavailable
+        }
+    }
+}
+
+/// Authenticates an HTTP request: the Bearer header wins over the cookie.
+pub async fn authenticate(state: &AppState, meta: &RequestMeta) -> Auth {
+    let token = match meta.authorization.as_deref() {
+        Some(header) => match header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+        {
+            Some(token) => token.trim(),
+            None => return Auth::Refused("unsupported_authorization"),
+        },
+        None => match meta
+            .cookies
+            .as_deref()
+            .and_then(|c| cookie(c, ACCESS_COOKIE))
+        {
+            Some(token) => token,
+            None => return Auth::Anonymous,
+        },
+    };
+    verify_token(state, token).await
+}
+
+/// Guards for resolvers.
+pub trait AuthContextExt {
+    /// The signed-in viewer, or UNAUTHENTICATED with the reason a credential was refused.
+    fn viewer(&self) -> Result<&Viewer, ApiError>;
+    /// The viewer if an admin, FORBIDDEN otherwise.
+    fn admin(&self) -> Result<Admin<'_>, ApiError>;
+    /// The viewer, if any (anonymous access allowed).
+    fn viewer_opt(&self) -> Option<&Viewer>;
+}
+
+impl AuthContextExt for Context<'_> {
+    fn viewer(&self) -> Result<&Viewer, ApiError> {
+        match self.data_opt::<Auth>() {
+            Some(Auth::Viewer(viewer)) => Ok(viewer),
+            Some(Auth::Refused(reason)) => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "your session is not valid; refresh it or sign in again",
+            )
+            .with_reason(reason)),
+            Some(Auth::Unavailable) => Err(ApiError::unavailable("sign-in checks")),
+            Some(Auth::Anonymous) | None => Err(ApiError::unauthenticated()),
+        }
+    }
+
+    fn admin(&self) -> Result<Admin<'_>, ApiError> {
+        let viewer = self.viewer()?;
+        if viewer.role == Role::Admin {
+            Ok(Admin(viewer))
+        } else {
+            Err(ApiError::forbidden().with_reason("admin_only"))
+        }
+    }
+
+    fn viewer_opt(&self) -> Option<&Viewer> {
+        match self.data_opt::<Auth>() {
+            Some(Auth::Viewer(viewer)) => Some(viewer),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let header = "a=1; tsr_access=tok; tsr_access_x=no";
+        assert_eq!(cookie(header, ACCESS_COOKIE), Some("tok"));
+        assert_eq!(cookie(header, "a"), Some("1"));
+        assert_eq!(cookie(header, "b"), None);
+    }
+}

@@ -1,0 +1,362 @@
+//! GraphQL surface of identity: `me`, sign-up and sign-in, sessions, and admin user actions.
+//! Resolvers parse, authorize with the guards, call the service and map the result. Mutations
+//! that sign in also set HttpOnly cookies, so browsers need not handle tokens at all.
+
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    Role,
+    auth::{ACCESS_COOKIE, AuthContextExt, REFRESH_COOKIE, cookie},
+    entity::{session, user},
+    service::{self, IssuedSession, Registration},
+};
+use crate::{
+    app::AppState,
+    graphql::{ApiError, RequestMeta},
+};
+
+/// A person with an account.
+pub struct User(pub user::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Shown to the user themself and to admins only.
+    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        let viewer = ctx.viewer_opt()?;
+        (viewer.user_id == self.0.id || viewer.role == Role::Admin)
+            .then_some(self.0.email.as_deref())
+            .flatten()
+    }
+
+    async fn email_verified(&self) -> bool {
+        self.0.email_verified_at.is_some()
+    }
+
+    async fn username(&self) -> &str {
+        &self.0.username
+    }
+
+    async fn display_name(&self) -> Option<&str> {
+        self.0.display_name.as_deref()
+    }
+
+    async fn avatar_url(&self) -> Option<&str> {
+        self.0.avatar_url.as_deref()
+    }
+
+    async fn role(&self) -> Role {
+        Role::parse(&self.0.role).unwrap_or(Role::User)
+    }
+
+    /// Set when an admin disabled the account.
+    async fn disabled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.disabled_at
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// Signed-in sessions (devices), newest first. The user themself or admins only.
+    async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
+        let viewer = ctx.viewer()?;
+        if viewer.user_id != self.0.id && viewer.role != Role::Admin {
+            return Err(ApiError::forbidden().into());
+        }
+        let state = ctx.data::<AppState>()?;
+        let rows = service::active_sessions(state, self.0.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Session {
+                current: row.family_id == viewer.session_id,
+                row,
+            })
+            .collect())
+    }
+}
+
+/// A signed-in device: one refresh-token family.
+pub struct Session {
+    row: session::Model,
+    current: bool,
+}
+
+#[Object]
+impl Session {
+    /// Pass to `revokeSession` to sign this device out.
+    async fn id(&self) -> ID {
+        ID(self.row.family_id.to_string())
+    }
+
+    async fn user_agent(&self) -> Option<&str> {
+        self.row.user_agent.as_deref()
+    }
+
+    async fn ip(&self) -> Option<&str> {
+        self.row.ip.as_deref()
+    }
+
+    /// When the current refresh token was issued.
+    async fn refreshed_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+
+    async fn last_used_at(&self) -> DateTime<Utc> {
+        self.row.last_used_at
+    }
+
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.row.expires_at
+    }
+
+    /// Whether this is the session making the request.
+    async fn current(&self) -> bool {
+        self.current
+    }
+}
+
+/// Credentials of a new session. Browsers also get them as HttpOnly cookies.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    user: User,
+    /// Short-lived bearer token (`Authorization: Bearer …`).
+    access_token: String,
+    /// Long-lived token for `refreshSession`; each use replaces it.
+    refresh_token: String,
+    access_token_expires_at: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct RegisterInput {
+    pub email: String,
+    pub password: String,
+    pub username: String,
+}
+
+fn parse_id(id: &ID, what: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(what))
+}
+
+fn secure_cookies(state: &AppState) -> bool {
+    state
+        .config
+        .identity
+        .cookie_secure
+        .unwrap_or_else(|| state.config.public_url().scheme() == "https")
+}
+
+fn set_cookie(
+    ctx: &Context<'_>,
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+) {
+    let secure = if secure_cookies(state) {
+        "; Secure"
+    } else {
+        ""
+    };
+    ctx.append_http_header(
+        "set-cookie",
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"),
+    );
+}
+
+/// Hands the session to the client: the payload, and cookies for browsers.
+fn deliver(ctx: &Context<'_>, state: &AppState, issued: IssuedSession) -> AuthPayload {
+    let access_age = (issued.access_expires_at - Utc::now()).num_seconds().max(0);
+    let refresh_age = (issued.refresh_expires_at - Utc::now())
+        .num_seconds()
+        .max(0);
+    set_cookie(
+        ctx,
+        state,
+        ACCESS_COOKIE,
+        &issued.access_token,
+        "/",
+        access_age,
+    );
+    // The refresh cookie only travels to the GraphQL endpoint.
+    set_cookie(
+        ctx,
+        state,
+        REFRESH_COOKIE,
+        &issued.refresh_token,
+        "/graphql",
+        refresh_age,
+    );
+    AuthPayload {
+        user: User(issued.user),
+        access_token: issued.access_token,
+        refresh_token: issued.refresh_token,
+        access_token_expires_at: issued.access_expires_at,
+    }
+}
+
+fn clear_cookies(ctx: &Context<'_>, state: &AppState) {
+    set_cookie(ctx, state, ACCESS_COOKIE, "", "/", 0);
+    set_cookie(ctx, state, REFRESH_COOKIE, "", "/graphql", 0);
+}
+
+#[derive(Default)]
+pub struct IdentityQuery;
+
+#[Object]
+impl IdentityQuery {
+    /// The signed-in user; null when anonymous. A refused credential is an UNAUTHENTICATED
+    /// error with the reason, so a client knows to refresh.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let state = ctx.data::<AppState>()?;
+        match ctx.viewer() {
+            Ok(viewer) => {
+                let user = service::find_user(state, viewer.user_id)
+                    .await
+                    .map_err(ApiError::from)?;
+                Ok(Some(User(user)))
+            }
+            Err(err) if err.reason.is_none() => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct IdentityMutation;
+
+#[Object]
+impl IdentityMutation {
+    /// Creates an account with email and password, and signs it in.
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let issued = service::register(
+            state,
+            Registration {
+                email: input.email,
+                password: input.password,
+                username: input.username,
+            },
+            meta,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(deliver(ctx, state, issued))
+    }
+
+    /// Signs in with email and password. Wrong email and wrong password get the same answer.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let issued = service::login(state, &email, &password, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(deliver(ctx, state, issued))
+    }
+
+    /// Exchanges a refresh token (the argument, or the cookie) for new tokens. A token that
+    /// was already exchanged ends its session.
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: Option<String>,
+    ) -> Result<AuthPayload> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let token = match refresh_token {
+            Some(token) => token,
+            None => meta
+                .cookies
+                .as_deref()
+                .and_then(|c| cookie(c, REFRESH_COOKIE))
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::unauthenticated().with_reason("refresh_token_missing"))?,
+        };
+        match service::refresh(state, &token, meta).await {
+            Ok(issued) => Ok(deliver(ctx, state, issued)),
+            Err(err) => {
+                clear_cookies(ctx, state);
+                Err(ApiError::from(err).into())
+            }
+        }
+    }
+
+    /// Ends this session, or every session of the account.
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] all_sessions: bool,
+    ) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let viewer = ctx.viewer()?;
+        service::logout(state, viewer, all_sessions)
+            .await
+            .map_err(ApiError::from)?;
+        clear_cookies(ctx, state);
+        Ok(true)
+    }
+
+    /// Changes the password; every other session ends.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let viewer = ctx.viewer()?;
+        service::change_password(state, viewer, &current_password, &new_password)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Signs one of your devices out.
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let viewer = ctx.viewer()?;
+        let family = parse_id(&id, "session")?;
+        service::revoke_session(state, viewer, family)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Admin: changes a user's role (audited). Their sessions end so the change holds at once.
+    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let admin = ctx.admin()?;
+        let user_id = parse_id(&user_id, "user")?;
+        let user = service::set_role(state, admin, user_id, role, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(User(user))
+    }
+
+    /// Admin: disables an account (audited); its sessions end at once.
+    async fn disable_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<User> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let admin = ctx.admin()?;
+        let user_id = parse_id(&user_id, "user")?;
+        let user = service::disable_user(state, admin, user_id, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(User(user))
+    }
+}
