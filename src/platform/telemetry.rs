@@ -52,9 +52,14 @@ fn resource(config: &Config) -> Resource {
 pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&config.log_filter)
         .with_context(|| format!("RUST_LOG: '{}' is not a valid filter", config.log_filter))?;
+    // Logs go to stderr: stdout belongs to commands' output (migrate status, export-schema).
     let fmt = match config.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(true)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)

@@ -1,22 +1,9 @@
 //! The `tessera` binary itself: help, refusals of bad settings, migrate, export-schema, and
 //! serving with the embedded defaults until SIGTERM.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::process::Stdio;
 
-fn tessera(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("LISTEN_ADDR")
-        .env_remove("RUST_LOG")
-        .env("LOG_FORMAT", "json");
-    command
-}
+use crate::helpers::{BinaryServer, tessera_command as tessera};
 
 #[test]
 fn help_lists_every_setting_with_its_variable() {
@@ -125,40 +112,107 @@ fn export_schema_prints_what_the_code_serves() {
 
 #[tokio::test]
 async fn serves_with_embedded_defaults_and_stops_on_sigterm() {
+    let server = BinaryServer::start(&[]).await;
+    let body: serde_json::Value = server
+        .client
+        .get(format!("{}/ready", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["checks"]["database"]["backend"], "sqlite");
+    assert_eq!(body["checks"]["kv"]["backend"], "memory");
+    assert!(server.dir.path().join("data/tessera.db").exists());
+    assert!(
+        server.dir.path().join("data/identity-keys.json").exists(),
+        "development keys are generated under ./data"
+    );
+    let logs = server.stop().await;
+    assert!(logs.contains("stopped"), "{logs}");
+}
+
+#[test]
+fn create_admin_makes_or_promotes_an_admin() {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut child = tokio::process::Command::from(tessera(dir.path()))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
+    let mut child = tessera(dir.path())
+        .args([
+            "create-admin",
+            "--email",
+            "Root@Example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let ready = format!("http://127.0.0.1:{port}/ready");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(response) = client.get(&ready).send().await
-            && response.status() == 200
-        {
-            let body: serde_json::Value = response.json().await.unwrap();
-            assert_eq!(body["checks"]["database"]["backend"], "sqlite");
-            assert_eq!(body["checks"]["kv"]["backend"], "memory");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(dir.path().join("data/tessera.db").exists());
-
-    let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after SIGTERM")
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"granite-falcon-harbour-8\n")
         .unwrap();
-    assert!(status.success(), "{status:?}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("created admin root@example.com"),
+        "{stdout}"
+    );
+
+    let out = tessera(dir.path())
+        .args(["create-admin", "--email", "root@example.com"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .starts_with("promoted admin")
+    );
+
+    let out = tessera(dir.path())
+        .args(["create-admin", "--email", "not-an-email"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an email address"));
+}
+
+#[tokio::test]
+async fn the_created_admin_signs_in_as_admin() {
+    use std::io::Write;
+    let server = BinaryServer::start(&[]).await;
+    let mut child = tessera(server.dir.path())
+        .args([
+            "create-admin",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"granite-falcon-harbour-8\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let body = server
+        .graphql(
+            "mutation { login(email: \"ops@example.com\", password: \"granite-falcon-harbour-8\") { user { role } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["login"]["user"]["role"], "ADMIN", "{body}");
+    server.stop().await;
 }

@@ -539,3 +539,96 @@ impl Drop for TcpProxy {
         self.stop.cancel();
     }
 }
+
+/// The `tessera` binary, run in `dir` with no inherited database, kv or listen settings.
+pub fn tessera_command(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("LISTEN_ADDR")
+        .env_remove("RUST_LOG")
+        .env("LOG_FORMAT", "json")
+        .env("ARGON2_MEMORY_KIB", "64")
+        .env("ARGON2_ITERATIONS", "1");
+    command
+}
+
+/// The real binary serving on a free port, with its logs captured.
+pub struct BinaryServer {
+    child: tokio::process::Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    log_path: std::path::PathBuf,
+    pub dir: TempDir,
+}
+
+impl BinaryServer {
+    /// Starts `tessera serve` with `envs` and waits for /ready.
+    pub async fn start(envs: &[(&str, String)]) -> BinaryServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = tessera_command(dir.path());
+        command
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log.try_clone().unwrap());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = tokio::process::Command::from(command).spawn().unwrap();
+        let server = BinaryServer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            log_path,
+            dir,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !server
+            .client
+            .get(format!("{}/ready", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM, waits for a clean exit, and returns everything the server logged.
+    pub async fn stop(mut self) -> String {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}

@@ -9,6 +9,7 @@ mod identity;
 mod kv;
 mod redis_outage;
 mod schema;
+mod secrets;
 mod shutdown;
 mod telemetry;
 mod websocket;

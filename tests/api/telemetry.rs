@@ -1,15 +1,13 @@
 //! Traces leave the process over OTLP/HTTP when an endpoint is configured. A small collector
 //! on loopback receives the protobuf export, as a real one would.
 
-use std::{
-    process::{Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use poem::{EndpointExt, Route, handler, listener::TcpAcceptor, post, web::Data};
 use prost::Message;
+
+use crate::helpers::BinaryServer;
 
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
 
@@ -31,65 +29,20 @@ async fn spans_are_exported_over_otlp_named_by_route_and_operation() {
         poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener).unwrap()).run(collector),
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://{collector_addr}"),
+    let server = BinaryServer::start(&[(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://{collector_addr}"),
+    )])
+    .await;
+    let body = server
+        .graphql(
+            "query ServerVersion($v: Boolean!) { serverInfo { version @include(if: $v) } }",
+            serde_json::json!({"v": true}),
         )
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = tokio::process::Command::from(command).spawn().unwrap();
-
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !client
-        .get(format!("{base}/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let secret_query =
-        "query ServerVersion($v: Boolean!) { serverInfo { version @include(if: $v) } }";
-    let response = client
-        .post(format!("{base}/graphql"))
-        .json(&serde_json::json!({
-            "query": secret_query,
-            "variables": {"v": true},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
     // Shutdown flushes the batch.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    server.stop().await;
 
     let bodies = received.lock().unwrap().clone();
     assert!(!bodies.is_empty(), "the collector received no export");

@@ -1,0 +1,111 @@
+//! No password, token or email reaches the logs or an error message, even at debug level,
+//! through the whole sign-in life cycle.
+
+use serde_json::{Value, json};
+
+use crate::helpers::BinaryServer;
+
+const PASSWORD: &str = "saffron-quartz-lantern-17";
+const EMAIL: &str = "secretive.person@example.com";
+
+#[tokio::test]
+async fn credentials_never_reach_logs_or_errors() {
+    let server = BinaryServer::start(&[("RUST_LOG", "debug".to_owned())]).await;
+    let mut seen = Vec::new();
+    let mut remember = |body: &Value| seen.push(body.to_string());
+
+    let register = server
+        .graphql(
+            "mutation($i: RegisterInput!) { register(input: $i) { accessToken refreshToken } }",
+            json!({ "i": { "email": EMAIL, "username": "secretive", "password": PASSWORD } }),
+        )
+        .await;
+    let access = register["data"]["register"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refresh = register["data"]["register"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let login =
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }";
+    remember(
+        &server
+            .graphql(login, json!({ "e": EMAIL, "p": "wrong-wrong-wrong-1" }))
+            .await,
+    );
+    remember(
+        &server
+            .graphql(login, json!({ "e": "ghost@example.com", "p": PASSWORD }))
+            .await,
+    );
+    let refreshed = server
+        .graphql(
+            "mutation($t: String) { refreshSession(refreshToken: $t) { refreshToken } }",
+            json!({ "t": refresh }),
+        )
+        .await;
+    let refreshed_token = refreshed["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Reuse, and a weak password: both refused.
+    remember(
+        &server
+            .graphql(
+                "mutation($t: String) { refreshSession(refreshToken: $t) { refreshToken } }",
+                json!({ "t": refresh }),
+            )
+            .await,
+    );
+    remember(
+        &server
+            .graphql(
+                "mutation($i: RegisterInput!) { register(input: $i) { accessToken } }",
+                json!({ "i": { "email": "weak@example.com", "username": "weakling", "password": "password1" } }),
+            )
+            .await,
+    );
+    let tampered = format!("{access}x");
+    remember(
+        &server
+            .client
+            .post(format!("{}/graphql", server.base))
+            .bearer_auth(&tampered)
+            .json(&json!({ "query": "{ me { id } }" }))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap(),
+    );
+    let logs = server.stop().await;
+    assert!(
+        logs.contains("user registered"),
+        "debug logs were captured:\n{logs}"
+    );
+
+    for secret in [
+        PASSWORD,
+        "wrong-wrong-wrong-1",
+        "password1",
+        EMAIL,
+        &access,
+        &refresh,
+        &refreshed_token,
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+        for body in &seen {
+            assert!(!body.contains(secret), "a secret reached an error: {body}");
+        }
+    }
+    // Parts of tokens long enough to be useful are absent too.
+    assert!(!logs.contains(&access[8..40]));
+    assert!(!logs.contains(&refresh[7..30]));
+}
