@@ -42,6 +42,7 @@ pub struct AppState {
     /// Origins a browser may call from (PUBLIC_URL's and CORS_ALLOWED_ORIGINS).
     pub allowed_origins: Arc<Vec<String>>,
     pub identity: Arc<crate::identity::Identity>,
+    pub mailer: Arc<crate::platform::mail::Mailer>,
 }
 
 /// A server that is ready to accept connections.
@@ -71,6 +72,7 @@ impl Application {
         let identity = Arc::new(crate::identity::Identity::new(&config)?);
         let state = AppState {
             identity,
+            mailer: Arc::new(crate::platform::mail::Mailer::new(&config.mail)?),
             metrics: Metrics::new(&config)?,
             allowed_origins: Arc::new(config.allowed_origins()),
             config,

@@ -360,6 +360,9 @@ pub struct Config {
     #[command(flatten)]
     pub identity: crate::identity::config::IdentityConfig,
 
+    #[command(flatten)]
+    pub mail: crate::platform::mail::MailConfig,
+
     /// Folder for files the server writes itself (generated development keys); relative to the
     /// working directory.
     #[arg(
@@ -468,6 +471,7 @@ impl Config {
             );
         }
         self.identity.validate()?;
+        self.mail.validate()?;
         for origin in &self.cors_allowed_origins {
             let parsed = Url::parse(origin.trim());
             let ok = matches!(&parsed, Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/");

@@ -213,6 +213,15 @@ impl MigrationTrait for Migration {
                     .col(OneTimeCodes::Purpose)
                     .to_owned(),
             )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_one_time_codes_hash")
+                    .table(OneTimeCodes::Table)
+                    .col(OneTimeCodes::CodeHash)
+                    .to_owned(),
+            )
             .await
     }
 

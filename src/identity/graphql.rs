@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     Role,
     auth::{ACCESS_COOKIE, AuthContextExt, REFRESH_COOKIE, cookie},
+    codes,
     entity::{session, user},
     service::{self, IssuedSession, Registration},
 };
@@ -293,6 +294,75 @@ impl IdentityMutation {
                 Err(ApiError::from(err).into())
             }
         }
+    }
+
+    /// Mails a six-digit sign-in code. Always true, whether or not the address has an account.
+    async fn request_login_code(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        codes::request_login_code(state, &email, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Signs in with a mailed code; the first use of a new address creates the account.
+    async fn login_with_code(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        code: String,
+    ) -> Result<AuthPayload> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let issued = codes::login_with_code(state, &email, &code, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(deliver(ctx, state, issued))
+    }
+
+    /// Confirms the email address with the mailed link token, or (signed in) the mailed code.
+    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> Result<User> {
+        let state = ctx.data::<AppState>()?;
+        let user = codes::verify_email(state, &token, ctx.viewer_opt())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(User(user))
+    }
+
+    /// Mails a new verification link and code to the signed-in user.
+    async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let viewer = ctx.viewer()?;
+        codes::request_verification(state, viewer, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Mails a password-reset link. Always true, whether or not the address has an account.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        codes::request_password_reset(state, &email, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Sets a new password with a reset link's token (single use, 30 minutes); every session ends.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        codes::reset_password(state, &token, &new_password)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
     }
 
     /// Ends this session, or every session of the account.

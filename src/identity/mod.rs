@@ -11,6 +11,7 @@
 //!   never logged.
 
 pub mod auth;
+pub mod codes;
 pub mod config;
 pub mod entity;
 pub mod graphql;

@@ -184,8 +184,9 @@ fn to_chrono(t: SystemTime) -> DateTime<Utc> {
     DateTime::<Utc>::from(t)
 }
 
-/// Creates a session (a new family) for `user` and mints its first tokens.
-async fn issue(
+/// Creates a session (a new family) for `user` and mints its first tokens, inside the
+/// caller's transaction.
+pub async fn issue_in(
     state: &AppState,
     conn: &impl ConnectionTrait,
     user: user::Model,
@@ -319,9 +320,12 @@ pub async fn register(
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => IdentityError::EmailTaken,
         _ => IdentityError::Db(e),
     })?;
-    let issued = issue(state, &txn, user, meta).await?;
+    let issued = issue_in(state, &txn, user, meta).await?;
     txn.commit().await?;
     tracing::info!(user.id = %issued.user.id, "user registered");
+    if let Err(e) = super::codes::send_verification(state, &issued.user).await {
+        tracing::error!(error = %e, "could not send the verification mail");
+    }
     Ok(issued)
 }
 
@@ -375,7 +379,7 @@ pub async fn login(
         active.updated_at = Set(now());
         user = active.update(&txn).await?;
     }
-    let issued = issue(state, &txn, user, meta).await?;
+    let issued = issue_in(state, &txn, user, meta).await?;
     txn.commit().await?;
     tracing::info!(user.id = %issued.user.id, "signed in with password");
     Ok(issued)
@@ -635,20 +639,7 @@ pub async fn create_admin(
             (active.update(&txn).await?, false)
         }
         None => {
-            let base: String = email
-                .split('@')
-                .next()
-                .unwrap_or("admin")
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                .take(24)
-                .collect();
-            let base = if base.len() < 3 {
-                "admin".to_owned()
-            } else {
-                base
-            };
-            let username = format!("{base}-{}", &Uuid::new_v4().simple().to_string()[..6]);
+            let username = free_username(&txn, &email).await?;
             let user = user::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 email: Set(Some(email.clone())),
@@ -682,6 +673,41 @@ pub async fn create_admin(
     .await?;
     txn.commit().await?;
     Ok((user, created))
+}
+
+/// A username derived from an address's local part that nobody has yet.
+pub async fn free_username(conn: &impl ConnectionTrait, email: &str) -> Result<String> {
+    let base: String = email
+        .split('@')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(24)
+        .collect();
+    let base = if base.len() < 3 {
+        "user".to_owned()
+    } else {
+        base
+    };
+    for attempt in 0..8 {
+        let candidate = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{}", &Uuid::new_v4().simple().to_string()[..6])
+        };
+        let taken = user::Entity::find()
+            .filter(user::Column::UsernameKey.eq(candidate.to_lowercase()))
+            .one(conn)
+            .await?
+            .is_some();
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(IdentityError::Internal(anyhow::anyhow!(
+        "no free username for a new account"
+    )))
 }
 
 #[cfg(test)]

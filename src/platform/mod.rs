@@ -5,4 +5,5 @@ pub mod audit;
 pub mod db;
 pub mod http;
 pub mod kv;
+pub mod mail;
 pub mod telemetry;

@@ -178,6 +178,8 @@ impl TestAppBuilder {
             "64",
             "--argon2-iterations",
             "1",
+            "--mail-transport",
+            "memory",
         ])
         .expect("test settings parse");
         config.public_url = None;

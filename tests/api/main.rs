@@ -6,6 +6,7 @@ mod graphql_http;
 mod health;
 mod helpers;
 mod identity;
+mod identity_codes;
 mod kv;
 mod redis_outage;
 mod schema;
