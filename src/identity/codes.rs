@@ -429,22 +429,9 @@ pub async fn login_with_code(
             } else {
                 Role::User
             };
-            user::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                email: Set(Some(email.clone())),
-                email_verified_at: Set(Some(now)),
-                username_key: Set(username.to_lowercase()),
-                username: Set(username),
-                display_name: Set(None),
-                avatar_url: Set(None),
-                role: Set(role.as_str().to_owned()),
-                password_hash: Set(None),
-                disabled_at: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?
+            service::verified_user(&email, username, role, None)
+                .insert(&txn)
+                .await?
         }
     };
     let issued = service::issue_in(state, &txn, user, meta).await?;

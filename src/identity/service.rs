@@ -640,22 +640,9 @@ pub async fn create_admin(
         }
         None => {
             let username = free_username(&txn, &email).await?;
-            let user = user::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                email: Set(Some(email.clone())),
-                email_verified_at: Set(Some(now)),
-                username_key: Set(username.to_lowercase()),
-                username: Set(username),
-                display_name: Set(None),
-                avatar_url: Set(None),
-                role: Set(Role::Admin.as_str().to_owned()),
-                password_hash: Set(hash),
-                disabled_at: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
+            let user = verified_user(&email, username, Role::Admin, hash)
+                .insert(&txn)
+                .await?;
             (user, true)
         }
     };
@@ -673,6 +660,30 @@ pub async fn create_admin(
     .await?;
     txn.commit().await?;
     Ok((user, created))
+}
+
+/// A new account whose address is already proven (a mailed code, or the operator's word).
+pub fn verified_user(
+    email: &str,
+    username: String,
+    role: Role,
+    password_hash: Option<String>,
+) -> user::ActiveModel {
+    let now = Utc::now();
+    user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(Some(email.to_owned())),
+        email_verified_at: Set(Some(now)),
+        username_key: Set(username.to_lowercase()),
+        username: Set(username),
+        display_name: Set(None),
+        avatar_url: Set(None),
+        role: Set(role.as_str().to_owned()),
+        password_hash: Set(password_hash),
+        disabled_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
 }
 
 /// A username derived from an address's local part that nobody has yet.
