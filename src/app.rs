@@ -43,6 +43,8 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<String>>,
     pub identity: Arc<crate::identity::Identity>,
     pub mailer: Arc<crate::platform::mail::Mailer>,
+    /// Session revocations seen by this instance, for open WebSockets.
+    pub revocations: tokio::sync::broadcast::Sender<crate::identity::auth::Revocation>,
 }
 
 /// A server that is ready to accept connections.
@@ -73,6 +75,7 @@ impl Application {
         let state = AppState {
             identity,
             mailer: Arc::new(crate::platform::mail::Mailer::new(&config.mail)?),
+            revocations: tokio::sync::broadcast::channel(1024).0,
             metrics: Metrics::new(&config)?,
             allowed_origins: Arc::new(config.allowed_origins()),
             config,
@@ -109,6 +112,7 @@ impl Application {
             local_addr,
         } = self;
         let routes = routes(&state, schema);
+        let relay = tokio::spawn(crate::identity::auth::relay_revocations(state.clone()));
         let grace = state.config.shutdown_timeout.0;
         tracing::info!(addr = %local_addr, public_url = %state.config.public_url(), "serving");
 
@@ -136,6 +140,7 @@ impl Application {
         {
             tracing::warn!("some WebSockets did not close in time");
         }
+        let _ = relay.await;
         state.kv.shutdown().await;
         state.db.clone().close().await;
         tracing::info!("stopped");
@@ -163,6 +168,16 @@ pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
         .at(
             "/graphql/ws",
             poem::get(graphql::ws::endpoint).with(Observed::new("/graphql/ws", state)),
+        )
+        .at(
+            "/verify-email",
+            poem::get(crate::identity::http::verify_email_page)
+                .with(Observed::new("/verify-email", state)),
+        )
+        .at(
+            "/reset-password",
+            poem::get(crate::identity::http::reset_password_page)
+                .with(Observed::new("/reset-password", state)),
         )
         .at(
             "/health",

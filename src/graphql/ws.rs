@@ -33,13 +33,13 @@ use poem::{
     },
 };
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{ApiError, AppSchema, RequestMeta, error::http_error};
 use crate::{
     app::AppState,
-    identity::auth::{ACCESS_COOKIE, Auth, cookie, verify_token},
+    identity::auth::{ACCESS_COOKIE, Auth, Revocation, cookie, is_revoked, verify_token},
 };
 
 /// Client messages the library may have queued and not yet taken.
@@ -188,6 +188,8 @@ struct Connection {
     active: HashSet<String>,
     pending_init: Arc<Mutex<Option<Data>>>,
     to_library: mpsc::Sender<serde_json::Result<ClientMessage>>,
+    /// The session this connection signed in with; its revocation closes the socket.
+    session: Option<uuid::Uuid>,
 }
 
 impl Connection {
@@ -222,6 +224,9 @@ impl Connection {
                         return Step::Close(close::INTERNAL, "sign-in checks unavailable".into());
                     }
                     Ok(auth) => {
+                        if let Auth::Viewer(viewer) = &auth {
+                            self.session = Some(viewer.session_id);
+                        }
                         let mut data = Data::default();
                         data.insert(auth);
                         *self.pending_init.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
@@ -343,7 +348,9 @@ async fn serve(
         active: HashSet::new(),
         pending_init,
         to_library,
+        session: None,
     };
+    let mut revocations = state.revocations.subscribe();
     let init_deadline = tokio::time::sleep(state.config.graphql_ws_init_timeout.0);
     tokio::pin!(init_deadline);
 
@@ -355,6 +362,22 @@ async fn serve(
             _ = state.shutdown.cancelled() => Step::Close(close::GOING_AWAY, "server shutting down".into()),
             _ = &mut init_deadline, if !connection.init_seen => {
                 Step::Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into())
+            }
+            revocation = revocations.recv(), if connection.session.is_some() => {
+                let session = connection.session.expect("guarded above");
+                let revoked = match revocation {
+                    Ok(Revocation::Session(family)) => family == session,
+                    // Resync, or lagged behind: ask the store about our own session.
+                    Ok(Revocation::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        is_revoked(&state, session).await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => false,
+                };
+                if revoked {
+                    Step::Close(close::FORBIDDEN, "Forbidden: session_revoked".into())
+                } else {
+                    Step::Continue
+                }
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => connection.incoming(text.as_bytes()).await,

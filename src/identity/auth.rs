@@ -54,12 +54,68 @@ fn revoked_key(family: Uuid) -> String {
 }
 
 /// Marks sessions revoked for as long as any access token of theirs can live.
+/// and tells every instance, so that open WebSockets of those sessions close.
 pub async fn mark_revoked(state: &AppState, families: &[Uuid]) -> Result<(), KvError> {
     let ttl = state.config.identity.access_token_ttl.0 + std::time::Duration::from_secs(60);
     for family in families {
         state.kv.set(&revoked_key(*family), b"1", Some(ttl)).await?;
+        state
+            .kv
+            .publish(REVOKED_CHANNEL, family.to_string().as_bytes())
+            .await?;
     }
     Ok(())
+}
+
+/// Pub/sub channel carrying revoked session (family) ids between instances.
+pub const REVOKED_CHANNEL: &str = "auth.revoked";
+
+/// What this instance learns about revocations, fanned out to its WebSockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Session(Uuid),
+    /// Messages may have been lost: every connection re-checks its own session.
+    Resync,
+}
+
+/// Whether `family` is revoked now (fail closed when the store cannot answer).
+pub async fn is_revoked(state: &AppState, family: Uuid) -> bool {
+    !matches!(state.kv.get(&revoked_key(family)).await, Ok(None))
+}
+
+/// Relays the revocation channel to this instance's connections until shutdown.
+pub async fn relay_revocations(state: AppState) {
+    use futures_util::StreamExt;
+    loop {
+        let mut subscription = match state.kv.subscribe(REVOKED_CHANNEL).await {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to revocations; retrying");
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        // Anything revoked while we were not subscribed is caught by a re-check.
+        let _ = state.revocations.send(Revocation::Resync);
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                delivery = subscription.next() => match delivery {
+                    Some(crate::platform::kv::Delivery::Message(payload)) => {
+                        if let Some(family) = std::str::from_utf8(&payload).ok().and_then(|s| s.parse().ok()) {
+                            let _ = state.revocations.send(Revocation::Session(family));
+                        }
+                    }
+                    Some(crate::platform::kv::Delivery::Gap) => {
+                        let _ = state.revocations.send(Revocation::Resync);
+                    }
+                    None => break,
+                },
+            }
+        }
+    }
 }
 
 /// The value of cookie `name` in a `Cookie` header.

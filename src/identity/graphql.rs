@@ -18,60 +18,94 @@ use crate::{
     graphql::{ApiError, RequestMeta},
 };
 
-/// A person with an account.
-pub struct User(pub user::Model);
+/// A person with an account. `me` knows the id from the token alone, so the row is loaded
+/// only when a field other than `id` is asked for (`{ me { id } }` costs no database trip).
+pub struct User {
+    id: Uuid,
+    row: tokio::sync::OnceCell<user::Model>,
+}
+
+impl User {
+    pub fn loaded(row: user::Model) -> Self {
+        Self {
+            id: row.id,
+            row: tokio::sync::OnceCell::new_with(Some(row)),
+        }
+    }
+
+    pub fn lazy(id: Uuid) -> Self {
+        Self {
+            id,
+            row: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn row(&self, ctx: &Context<'_>) -> Result<&user::Model> {
+        let state = ctx.data::<AppState>()?;
+        self.row
+            .get_or_try_init(|| async {
+                service::find_user(state, self.id)
+                    .await
+                    .map_err(|e| async_graphql::Error::from(ApiError::from(e)))
+            })
+            .await
+    }
+}
 
 #[Object]
 impl User {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.id.to_string())
     }
 
     /// Shown to the user themself and to admins only.
-    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        let viewer = ctx.viewer_opt()?;
-        (viewer.user_id == self.0.id || viewer.role == Role::Admin)
-            .then_some(self.0.email.as_deref())
-            .flatten()
+    async fn email(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        let Some(viewer) = ctx.viewer_opt() else {
+            return Ok(None);
+        };
+        if viewer.user_id != self.id && viewer.role != Role::Admin {
+            return Ok(None);
+        }
+        Ok(self.row(ctx).await?.email.as_deref())
     }
 
-    async fn email_verified(&self) -> bool {
-        self.0.email_verified_at.is_some()
+    async fn email_verified(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(self.row(ctx).await?.email_verified_at.is_some())
     }
 
-    async fn username(&self) -> &str {
-        &self.0.username
+    async fn username(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.row(ctx).await?.username)
     }
 
-    async fn display_name(&self) -> Option<&str> {
-        self.0.display_name.as_deref()
+    async fn display_name(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        Ok(self.row(ctx).await?.display_name.as_deref())
     }
 
-    async fn avatar_url(&self) -> Option<&str> {
-        self.0.avatar_url.as_deref()
+    async fn avatar_url(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        Ok(self.row(ctx).await?.avatar_url.as_deref())
     }
 
-    async fn role(&self) -> Role {
-        Role::parse(&self.0.role).unwrap_or(Role::User)
+    async fn role(&self, ctx: &Context<'_>) -> Result<Role> {
+        Ok(Role::parse(&self.row(ctx).await?.role).unwrap_or(Role::User))
     }
 
     /// Set when an admin disabled the account.
-    async fn disabled_at(&self) -> Option<DateTime<Utc>> {
-        self.0.disabled_at
+    async fn disabled_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.row(ctx).await?.disabled_at)
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        Ok(self.row(ctx).await?.created_at)
     }
 
     /// Signed-in sessions (devices), newest first. The user themself or admins only.
     async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
         let viewer = ctx.viewer()?;
-        if viewer.user_id != self.0.id && viewer.role != Role::Admin {
+        if viewer.user_id != self.id && viewer.role != Role::Admin {
             return Err(ApiError::forbidden().into());
         }
         let state = ctx.data::<AppState>()?;
-        let rows = service::active_sessions(state, self.0.id)
+        let rows = service::active_sessions(state, self.id)
             .await
             .map_err(ApiError::from)?;
         Ok(rows
@@ -197,7 +231,7 @@ fn deliver(ctx: &Context<'_>, state: &AppState, issued: IssuedSession) -> AuthPa
         refresh_age,
     );
     AuthPayload {
-        user: User(issued.user),
+        user: User::loaded(issued.user),
         access_token: issued.access_token,
         refresh_token: issued.refresh_token,
         access_token_expires_at: issued.access_expires_at,
@@ -217,14 +251,8 @@ impl IdentityQuery {
     /// The signed-in user; null when anonymous. A refused credential is an UNAUTHENTICATED
     /// error with the reason, so a client knows to refresh.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let state = ctx.data::<AppState>()?;
         match ctx.viewer() {
-            Ok(viewer) => {
-                let user = service::find_user(state, viewer.user_id)
-                    .await
-                    .map_err(ApiError::from)?;
-                Ok(Some(User(user)))
-            }
+            Ok(viewer) => Ok(Some(User::lazy(viewer.user_id))),
             Err(err) if err.reason.is_none() => Ok(None),
             Err(err) => Err(err.into()),
         }
@@ -327,7 +355,7 @@ impl IdentityMutation {
         let user = codes::verify_email(state, &token, ctx.viewer_opt())
             .await
             .map_err(ApiError::from)?;
-        Ok(User(user))
+        Ok(User::loaded(user))
     }
 
     /// Mails a new verification link and code to the signed-in user.
@@ -415,7 +443,7 @@ impl IdentityMutation {
         let user = service::set_role(state, admin, user_id, role, meta)
             .await
             .map_err(ApiError::from)?;
-        Ok(User(user))
+        Ok(User::loaded(user))
     }
 
     /// Admin: disables an account (audited); its sessions end at once.
@@ -427,6 +455,6 @@ impl IdentityMutation {
         let user = service::disable_user(state, admin, user_id, meta)
             .await
             .map_err(ApiError::from)?;
-        Ok(User(user))
+        Ok(User::loaded(user))
     }
 }

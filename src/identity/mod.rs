@@ -15,6 +15,7 @@ pub mod codes;
 pub mod config;
 pub mod entity;
 pub mod graphql;
+pub mod http;
 pub mod password;
 pub mod service;
 pub mod tokens;

@@ -116,6 +116,7 @@ pub struct TestAppBuilder {
     kv: KvChoice,
     database_url: Option<String>,
     kv_prefix: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
     configure: Vec<ConfigureFn>,
 }
 
@@ -183,7 +184,7 @@ impl TestAppBuilder {
         ])
         .expect("test settings parse");
         config.public_url = None;
-        config.data_dir = dir.path().join("data");
+        config.data_dir = self.data_dir.unwrap_or_else(|| dir.path().join("data"));
         config.redis_url = match self.kv {
             KvChoice::FromEnv => redis_url().map(SecretUrl::new),
             KvChoice::Memory => None,
@@ -237,6 +238,7 @@ impl TestApp {
             kv: KvChoice::FromEnv,
             database_url: None,
             kv_prefix: None,
+            data_dir: None,
             configure: Vec::new(),
         }
     }
@@ -245,11 +247,13 @@ impl TestApp {
         Self::builder().spawn().await
     }
 
-    /// A second instance sharing this one's database and kv namespace (and kv backend).
+    /// A second instance sharing this one's database, kv namespace and keys.
     pub async fn spawn_peer(&self) -> TestApp {
         let mut builder = Self::builder();
         builder.database_url = Some(self.database_url.clone());
         builder.kv_prefix = Some(self.kv_prefix.clone());
+        // Same keys, as instances of one deployment have.
+        builder.data_dir = Some(self.state.config.data_dir.clone());
         builder.kv = match &self.state.config.redis_url {
             Some(url) => KvChoice::Redis(url.expose().to_owned()),
             None => KvChoice::Memory,

@@ -284,3 +284,29 @@ async fn code_requests_answer_alike_and_are_rate_limited() {
     let limited = request_code(&app, "known@example.com").await;
     assert_eq!(error_of(&limited).0, "RATE_LIMITED", "{limited}");
 }
+
+#[tokio::test]
+async fn mail_links_open_pages_that_call_the_mutations() {
+    let app = TestApp::spawn().await;
+    for (path, mutation) in [
+        ("/verify-email", "verifyEmail"),
+        ("/reset-password", "resetPassword"),
+    ] {
+        let response = app
+            .client
+            .get(app.url(&format!("{path}?token=tsr_x")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+        let html = response.text().await.unwrap();
+        assert!(html.contains(mutation), "{path} calls {mutation}");
+    }
+}
