@@ -12,6 +12,7 @@
 #   BENCH_THREADS          wrk threads              (default: 2)
 #   BENCH_WARMUP           warm-up seconds per endpoint before measuring (default: 2; 0 = none)
 #   BENCH_STARTUP_RUNS     start-up repetitions     (default: 5)
+#   BENCH_ROUNDS           rounds of (health, graphql, me), interleaved; medians reported (default: 3)
 #   BENCH_SETTLE           seconds to idle before reading RSS (default: 2)
 #   BENCH_PORT             first port to try        (default: 18080)
 #   BENCH_READY_TIMEOUT_MS give up waiting for /ready after this long (default: 30000)
@@ -32,6 +33,7 @@ CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 WARMUP="${BENCH_WARMUP:-2}"
 STARTUP_RUNS="${BENCH_STARTUP_RUNS:-5}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 SETTLE="${BENCH_SETTLE:-2}"
 FIRST_PORT="${BENCH_PORT:-18080}"
 READY_TIMEOUT_MS="${BENCH_READY_TIMEOUT_MS:-30000}"
@@ -41,12 +43,14 @@ SKIP_THROUGHPUT="${BENCH_SKIP_THROUGHPUT:-0}"
 STRICT="${BENCH_STRICT:-0}"
 
 GRAPHQL_LUA="$ROOT/bench/graphql.lua"
+ME_LUA="$ROOT/bench/me.lua"
 GRAPHQL_BODY='{"query":"{ serverInfo { version } }"}'
 
 # Targets (see bench/README.md).
 TARGET_STARTUP_MS=500
 TARGET_RSS_MIB=40
 TARGET_RATIO_PCT=60
+TARGET_ME_RATIO_PCT=80
 
 # A bare number of seconds is accepted for the duration.
 if [[ "$DURATION" =~ ^[0-9]+$ ]]; then
@@ -188,6 +192,23 @@ wrk_rps()      { awk '/^Requests\/sec:/ { print $2; found = 1 } END { if (!found
 wrk_p99_raw()  { awk '$1 == "99%" { print $2; found = 1; exit } END { if (!found) print "n/a" }' "$1"; }
 wrk_requests() { awk '/ requests in / { print $1; found = 1 } END { if (!found) print "n/a" }' "$1"; }
 wrk_non2xx()   { awk '/Non-2xx or 3xx responses:/ { print $NF; found = 1 } END { if (!found) print 0 }' "$1"; }
+# Median over rounds of 100 * rps($1) / rps($2), each ratio taken within one round.
+median_ratio() {
+    local num="$1" den="$2" round
+    for round in $(seq 1 "$ROUNDS"); do
+        awk -v a="$(wrk_rps "$RESULTS/wrk-$num-$round.txt")" -v b="$(wrk_rps "$RESULTS/wrk-$den-$round.txt")" \
+            'BEGIN { if (b > 0) printf "%.1f\n", 100 * a / b }'
+    done | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "n/a" }'
+}
+
+# The round of endpoint $1 whose Requests/sec is the median: prints its wrk output file.
+median_file() {
+    local name="$1" f
+    for f in "$RESULTS"/wrk-"$name"-*.txt; do
+        printf '%s %s\n' "$(wrk_rps "$f")" "$f"
+    done | sort -n | awk '{ lines[NR] = $2 } END { print lines[int((NR + 1) / 2)] }'
+}
+
 wrk_sockerr()  {
     awk '/Socket errors:/ {
             gsub(/,/, ""); print $4 + $6 + $8 + $10; found = 1
@@ -282,6 +303,7 @@ log "idle RSS after ${SETTLE}s: ${IDLE_RSS} MiB"
 
 HEALTH_RPS="n/a" HEALTH_P99="n/a" HEALTH_REQS="n/a" HEALTH_BAD=0
 GQL_RPS="n/a" GQL_P99="n/a" GQL_REQS="n/a" GQL_BAD=0
+ME_RPS="n/a" ME_P99="n/a" ME_REQS="n/a" ME_BAD=0 ME_RATIO="n/a"
 RATIO="n/a" LOADED_RSS="n/a" PEAK_RSS="n/a"
 
 if [[ "$SKIP_THROUGHPUT" != 1 ]]; then
@@ -296,8 +318,29 @@ if [[ "$SKIP_THROUGHPUT" != 1 ]]; then
         die "POST /graphql did not return serverInfo cleanly: $(head -c 300 "$RESULTS/graphql-response.json")"
     fi
 
-    run_wrk health "$BASE_URL/health"
-    run_wrk graphql "$BASE_URL/graphql" "$GRAPHQL_LUA"
+    # A signed-in user for the authenticated query.
+    REGISTER_BODY='{"query":"mutation { register(input: {email: \"bench@example.com\", username: \"bench\", password: \"bench-orchid-lantern-42\"}) { accessToken } }"}'
+    lcurl -o "$RESULTS/register-response.json" -X POST -H 'Content-Type: application/json' \
+        --data "$REGISTER_BODY" "$BASE_URL/graphql" >/dev/null || die "registering the bench user failed"
+    BENCH_TOKEN="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' "$RESULTS/register-response.json")"
+    [[ -n "$BENCH_TOKEN" ]] || die "no access token in $RESULTS/register-response.json"
+    export BENCH_TOKEN
+    code="$(lcurl -o "$RESULTS/me-response.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        -H "Authorization: Bearer $BENCH_TOKEN" --data '{"query":"{ me { id } }"}' "$BASE_URL/graphql")" || code="000"
+    if [[ "$code" != 200 ]] || ! grep -q '"me":{"id"' "$RESULTS/me-response.json"; then
+        die "{ me { id } } did not answer cleanly: $(head -c 300 "$RESULTS/me-response.json")"
+    fi
+
+    # Interleaved rounds: the machine's speed drifts between minutes, and the ratios
+    # compare endpoints measured close together.
+    for round in $(seq 1 "$ROUNDS"); do
+        run_wrk "health-$round" "$BASE_URL/health"
+        run_wrk "graphql-$round" "$BASE_URL/graphql" "$GRAPHQL_LUA"
+        run_wrk "me-$round" "$BASE_URL/graphql" "$ME_LUA"
+    done
+    cp "$(median_file health)" "$RESULTS/wrk-health.txt"
+    cp "$(median_file graphql)" "$RESULTS/wrk-graphql.txt"
+    cp "$(median_file me)" "$RESULTS/wrk-me.txt"
 
     LOADED_RSS="$(rss_mib "$SERVER_PID")"
     PEAK_RSS="$(hwm_mib "$SERVER_PID")"
@@ -312,8 +355,15 @@ if [[ "$SKIP_THROUGHPUT" != 1 ]]; then
     GQL_REQS="$(wrk_requests "$RESULTS/wrk-graphql.txt")"
     GQL_BAD=$(($(wrk_non2xx "$RESULTS/wrk-graphql.txt") + $(wrk_sockerr "$RESULTS/wrk-graphql.txt")))
 
-    [[ "$HEALTH_RPS" != n/a && "$GQL_RPS" != n/a ]] || die "could not parse Requests/sec from wrk output (see $RESULTS)"
-    RATIO="$(awk -v g="$GQL_RPS" -v h="$HEALTH_RPS" 'BEGIN { if (h > 0) printf "%.1f\n", 100 * g / h; else print "n/a" }')"
+    ME_RPS="$(wrk_rps "$RESULTS/wrk-me.txt")"
+    ME_P99="$(to_ms "$(wrk_p99_raw "$RESULTS/wrk-me.txt")")"
+    ME_REQS="$(wrk_requests "$RESULTS/wrk-me.txt")"
+    ME_BAD=$(($(wrk_non2xx "$RESULTS/wrk-me.txt") + $(wrk_sockerr "$RESULTS/wrk-me.txt")))
+
+    [[ "$HEALTH_RPS" != n/a && "$GQL_RPS" != n/a && "$ME_RPS" != n/a ]] || die "could not parse Requests/sec from wrk output (see $RESULTS)"
+    ME_RATIO="$(median_ratio me graphql)"
+    RATIO="$(median_ratio graphql health)"
+    RATIO_ROUNDS="$(for r in $(seq 1 "$ROUNDS"); do awk -v a="$(wrk_rps "$RESULTS/wrk-graphql-$r.txt")" -v b="$(wrk_rps "$RESULTS/wrk-health-$r.txt")" 'BEGIN { printf "%.1f%% ", 100 * a / b }'; done)"
 fi
 
 stop_server
@@ -337,7 +387,7 @@ SUMMARY="$RESULTS/summary.md"
     echo "- revision: $GIT_REV"
     echo "- machine: $(nproc) CPU, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
     if [[ "$SKIP_THROUGHPUT" != 1 ]]; then
-        echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per endpoint (warm-up ${WARMUP}s), same host as the server"
+        echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per endpoint (warm-up ${WARMUP}s), $ROUNDS interleaved rounds (medians below), same host as the server"
     fi
     echo
     echo "| Metric | Value | Target | |"
@@ -347,14 +397,18 @@ SUMMARY="$RESULTS/summary.md"
     if [[ "$SKIP_THROUGHPUT" != 1 ]]; then
         ok_ratio=$(awk -v v="$RATIO" -v t="$TARGET_RATIO_PCT" 'BEGIN { print (v + 0 >= t) ? 1 : 0 }')
         echo "| GraphQL / health throughput | $RATIO % | >= $TARGET_RATIO_PCT % | $(verdict "$ok_ratio") |"
+        ok_me=$(awk -v v="$ME_RATIO" -v t="$TARGET_ME_RATIO_PCT" 'BEGIN { print (v + 0 >= t) ? 1 : 0 }')
+        echo "| authenticated \`{ me { id } }\` / \`{ serverInfo { version } }\` | $ME_RATIO % | >= $TARGET_ME_RATIO_PCT % | $(verdict "$ok_me") |"
         echo "| RSS after load (current / peak) | $LOADED_RSS / $PEAK_RSS MiB | | |"
         echo
         echo "| Endpoint | Req/s | p99 | Requests | Errors (non-2xx + socket) |"
         echo "| --- | ---: | ---: | ---: | ---: |"
         echo "| GET /health | $HEALTH_RPS | $HEALTH_P99 ms | $HEALTH_REQS | $HEALTH_BAD |"
         echo "| POST /graphql \`{ serverInfo { version } }\` | $GQL_RPS | $GQL_P99 ms | $GQL_REQS | $GQL_BAD |"
+        echo "| POST /graphql \`{ me { id } }\` with a bearer token | $ME_RPS | $ME_P99 ms | $ME_REQS | $ME_BAD |"
         echo
-        echo "GraphQL throughput is $RATIO % of /health."
+        echo "Ratios are medians of per-round ratios (GraphQL/health by round: $RATIO_ROUNDS); the"
+        echo "req/s columns show each endpoint's median round."
     fi
 } >"$SUMMARY"
 

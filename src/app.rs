@@ -27,9 +27,20 @@ use crate::{
     },
 };
 
-/// Everything a request handler or background task may need. Cheap to clone.
+/// Everything a request handler or background task may need. Cheap to clone: one `Arc`
+/// (poem clones it into every request's extensions).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub config: Arc<Config>,
     pub db: Db,
     pub kv: Arc<dyn Kv>,
@@ -72,7 +83,7 @@ impl Application {
         tracing::info!(backend = kv.backend(), "kv store connected");
 
         let identity = Arc::new(crate::identity::Identity::new(&config)?);
-        let state = AppState {
+        let state = AppState(Arc::new(AppStateInner {
             identity,
             mailer: Arc::new(crate::platform::mail::Mailer::new(&config.mail)?),
             revocations: tokio::sync::broadcast::channel(1024).0,
@@ -84,7 +95,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             ws_tracker: TaskTracker::new(),
             started_at: Utc::now(),
-        };
+        }));
         let schema = graphql::build_schema(&state);
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         Ok(Self {

@@ -165,6 +165,19 @@ pub async fn endpoint(
     Data(meta): Data<&RequestMeta>,
     Data(documents): Data<&Arc<DocumentCache>>,
 ) -> Response {
+    // Boxed so that the router's and middleware's futures, which poem moves into boxes of
+    // their own on every request, stay small.
+    Box::pin(serve(req, body, state, schema, meta, documents)).await
+}
+
+async fn serve(
+    req: &Request,
+    body: Body,
+    state: &AppState,
+    schema: &AppSchema,
+    meta: &RequestMeta,
+    documents: &DocumentCache,
+) -> Response {
     let accept = negotiate(req.headers());
     let request = match *req.method() {
         Method::GET => {

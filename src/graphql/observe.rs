@@ -21,7 +21,7 @@ use super::error::normalize;
 use crate::platform::telemetry::Metrics;
 
 pub struct Observe {
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     introspection: bool,
 }
 
@@ -30,7 +30,7 @@ impl Observe {
     /// library alone would answer them with a silent null).
     pub fn new(metrics: Metrics, introspection: bool) -> Self {
         Self {
-            metrics,
+            metrics: Arc::new(metrics),
             introspection,
         }
     }
@@ -39,7 +39,7 @@ impl Observe {
 impl ExtensionFactory for Observe {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ObserveOperation {
-            metrics: self.metrics.clone(),
+            metrics: Arc::clone(&self.metrics),
             introspection: self.introspection,
             state: Mutex::new(OperationInfo::default()),
         })
@@ -54,7 +54,7 @@ struct OperationInfo {
 }
 
 struct ObserveOperation {
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     introspection: bool,
     state: Mutex<OperationInfo>,
 }

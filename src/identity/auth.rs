@@ -128,9 +128,16 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 
 /// Checks an access token (without "Bearer ").
 pub async fn verify_token(state: &AppState, token: &str) -> Auth {
-    let claims = match state.identity.keys.verify_access(token, SystemTime::now()) {
-        Ok(claims) => claims,
-        Err(e) => return Auth::Refused(e.reason()),
+    let now = SystemTime::now();
+    let claims = match state.identity.verified.get(token, now) {
+        Some(claims) => claims,
+        None => match state.identity.keys.verify_access(token, now) {
+            Ok(claims) => {
+                state.identity.verified.put(token, &claims);
+                claims
+            }
+            Err(e) => return Auth::Refused(e.reason()),
+        },
     };
     match state.kv.get(&revoked_key(claims.session_id)).await {
         Ok(Some(_)) => Auth::Refused("session_revoked"),

@@ -50,16 +50,15 @@ impl Role {
 pub struct Identity {
     pub keys: tokens::AuthKeys,
     pub passwords: password::Passwords,
+    pub verified: tokens::VerifiedCache,
 }
 
 impl Identity {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let identity = Self {
+        Ok(Self {
             keys: tokens::AuthKeys::load(&config.identity, &config.data_dir)?,
             passwords: password::Passwords::new(&config.identity)?,
-        };
-        // zxcvbn builds its dictionaries on first use; pay that at start, not in a request.
-        let _ = zxcvbn::zxcvbn("warm up the dictionaries", &[]);
-        Ok(identity)
+            verified: tokens::VerifiedCache::new(),
+        })
     }
 }

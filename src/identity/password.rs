@@ -6,6 +6,8 @@ use argon2::{
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
 };
 
+use std::sync::{Arc, OnceLock};
+
 use super::config::IdentityConfig;
 
 /// Longest password accepted: argon2 would hash megabytes happily, which is a cheap DoS.
@@ -17,8 +19,9 @@ pub const MIN_LEN: usize = 10;
 pub struct Passwords {
     argon2: Argon2<'static>,
     /// A real hash of a random password: unknown users are verified against it, so a
-    /// sign-in for an address that has no account takes as long as one that has.
-    dummy: String,
+    /// sign-in for an address that has no account takes as long as one that has. Made on
+    /// first need: hashing at start-up would cost every start its time and memory.
+    dummy: Arc<OnceLock<String>>,
 }
 
 impl Passwords {
@@ -30,13 +33,10 @@ impl Passwords {
             None,
         )
         .map_err(|e| anyhow::anyhow!("ARGON2_MEMORY_KIB: {e}"))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let salt = SaltString::generate(&mut OsRng);
-        let dummy = argon2
-            .hash_password(uuid::Uuid::new_v4().to_string().as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
-            .to_string();
-        Ok(Self { argon2, dummy })
+        Ok(Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            dummy: Arc::default(),
+        })
     }
 
     /// The PHC string of `password` (on a blocking thread).
@@ -58,11 +58,21 @@ impl Passwords {
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
         let argon2 = self.argon2.clone();
         let password = password.to_owned();
-        let (phc, real) = match phc {
-            Some(phc) => (phc.to_owned(), true),
-            None => (self.dummy.clone(), false),
-        };
+        let phc = phc.map(str::to_owned);
+        let dummy = Arc::clone(&self.dummy);
         tokio::task::spawn_blocking(move || {
+            let real = phc.is_some();
+            let phc = phc.unwrap_or_else(|| {
+                dummy
+                    .get_or_init(|| {
+                        let salt = SaltString::generate(&mut OsRng);
+                        argon2
+                            .hash_password(uuid::Uuid::new_v4().to_string().as_bytes(), &salt)
+                            .map(|h| h.to_string())
+                            .unwrap_or_default()
+                    })
+                    .clone()
+            });
             let Ok(parsed) = PasswordHash::new(&phc) else {
                 return false;
             };

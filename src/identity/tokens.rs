@@ -124,7 +124,7 @@ impl AuthKeys {
         params.insert("exp".to_owned(), Term::Date(expires));
         let token = Biscuit::builder()
             .code_with_params(
-                "user({user}); session({session}); role({role}); check if time($t), $t < {exp};",
+                "user({user}); session({session}); role({role}); expires({exp}); check if time($t), $t < {exp};",
                 params,
                 Default::default(),
             )?
@@ -181,11 +181,17 @@ impl AuthKeys {
             .parse()
             .map_err(|_| TokenError::Invalid)?;
         let role = Role::parse(&one("r($r) <- role($r)")?).ok_or(TokenError::Invalid)?;
+        let expires: Vec<(SystemTime,)> = authorizer
+            .query_with_limits("e($e) <- expires($e)", limits.clone())
+            .map_err(|_| TokenError::Invalid)?;
+        let [(expires_at,)] = expires.as_slice() else {
+            return Err(TokenError::Invalid);
+        };
         Ok(AccessClaims {
             user_id,
             session_id,
             role,
-            expires_at: now,
+            expires_at: *expires_at,
         })
     }
 }
@@ -237,7 +243,7 @@ pub struct AccessClaims {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub role: Role,
-    /// When minting: the expiry. After verification: the verification time.
+    /// When the token stops being valid (whole seconds).
     pub expires_at: SystemTime,
 }
 
@@ -274,6 +280,60 @@ pub fn looks_like_refresh_token(token: &str) -> bool {
         .is_some_and(|body| body.len() == 43 && URL_SAFE_NO_PAD.decode(body).is_ok())
 }
 
+/// Access tokens already verified, by SHA-256 of the token, for up to [`VerifiedCache::TTL`].
+///
+/// Verifying a biscuit (an Ed25519 signature and a Datalog run) costs far more than the rest
+/// of a small request; a client sends the same token many times in a row. The cache holds
+/// only tokens that verified, never past their own expiry, and revocation is still checked
+/// on every request, so a cached token grants nothing a fresh check would refuse.
+pub struct VerifiedCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], (AccessClaims, std::time::Instant)>>,
+}
+
+impl VerifiedCache {
+    pub const TTL: Duration = Duration::from_secs(30);
+    const CAPACITY: usize = 10_000;
+
+    pub fn new() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// Claims of `token` if it verified in the last 30 s and has not expired since.
+    pub fn get(&self, token: &str, now: SystemTime) -> Option<AccessClaims> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (claims, at) = entries.get(&Self::key(token))?;
+        (at.elapsed() < Self::TTL && claims.expires_at > now).then(|| claims.clone())
+    }
+
+    pub fn put(&self, token: &str, claims: &AccessClaims) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Self::CAPACITY {
+            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            Self::key(token),
+            (claims.clone(), std::time::Instant::now()),
+        );
+    }
+}
+
+impl Default for VerifiedCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +358,11 @@ mod tests {
         assert_eq!(verified.user_id, minted.user_id);
         assert_eq!(verified.session_id, minted.session_id);
         assert_eq!(verified.role, Role::Admin);
+        let whole_seconds = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(
+            whole_seconds(verified.expires_at),
+            whole_seconds(minted.expires_at)
+        );
         assert_eq!(
             keys.verify_access(&token, now + Duration::from_secs(61)),
             Err(TokenError::Expired)
@@ -350,6 +415,23 @@ mod tests {
         assert_eq!(
             keys.verify_access(&narrowed, SystemTime::now()),
             Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_verified_cache_never_outlives_a_token() {
+        let cache = VerifiedCache::new();
+        let now = SystemTime::now();
+        let live = claims(Duration::from_secs(60));
+        cache.put("a", &live);
+        assert_eq!(cache.get("a", now), Some(live));
+        assert_eq!(cache.get("b", now), None);
+        let dying = claims(Duration::from_secs(1));
+        cache.put("c", &dying);
+        assert_eq!(
+            cache.get("c", now + Duration::from_secs(2)),
+            None,
+            "expired since"
         );
     }
 
