@@ -133,9 +133,11 @@ impl Extension for ObserveOperation {
         let kind = info.kind.unwrap_or("unknown");
         // The OpenTelemetry span already exists once the operation ran, so rename it there;
         // recording `otel.name` now would be ignored.
-        span.context().span().update_name(format!("{kind} {name}"));
-        span.record("graphql.operation.name", name.as_str());
-        span.record("graphql.operation.type", kind);
+        if !span.is_disabled() {
+            span.context().span().update_name(format!("{kind} {name}"));
+            span.record("graphql.operation.name", name.as_str());
+            span.record("graphql.operation.type", kind);
+        }
         let outcome = if response.errors.is_empty() {
             "ok"
         } else {
