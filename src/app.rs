@@ -96,7 +96,7 @@ impl Application {
             ws_tracker: TaskTracker::new(),
             started_at: Utc::now(),
         }));
-        let schema = graphql::build_schema(&state);
+        let schema = graphql::build_schema(&state, true);
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         Ok(Self {
             state,
@@ -206,6 +206,9 @@ pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
         )
         .with(cors)
         .data(state.clone())
+        .data(graphql::http::HttpSchema(graphql::build_schema(
+            state, false,
+        )))
         .data(schema)
         .data(Arc::new(graphql::cache::DocumentCache::new(512)))
         .catch_all_error(|err| async move { crate::platform::http::json_refusal(err) })

@@ -19,8 +19,14 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
+use async_graphql::parser::types::OperationType;
+use tracing::Instrument;
+
 use super::{
-    AppSchema, RequestMeta, cache::DocumentCache, error::ErrorCode, observe::selected_operation,
+    RequestMeta,
+    cache::DocumentCache,
+    error::ErrorCode,
+    observe::{self, selected_operation},
 };
 use crate::app::AppState;
 
@@ -161,7 +167,7 @@ pub async fn endpoint(
     req: &Request,
     body: Body,
     Data(state): Data<&AppState>,
-    Data(schema): Data<&AppSchema>,
+    Data(schema): Data<&HttpSchema>,
     Data(meta): Data<&RequestMeta>,
     Data(documents): Data<&Arc<DocumentCache>>,
 ) -> Response {
@@ -174,7 +180,7 @@ async fn serve(
     req: &Request,
     body: Body,
     state: &AppState,
-    schema: &AppSchema,
+    schema: &HttpSchema,
     meta: &RequestMeta,
     documents: &DocumentCache,
 ) -> Response {
@@ -192,7 +198,8 @@ async fn serve(
                 )
                 .into_response();
             }
-            let request = match parse_get(query_string) {
+
+            match parse_get(query_string) {
                 Ok(request) => request,
                 Err(message) => {
                     return refuse(
@@ -202,27 +209,7 @@ async fn serve(
                         &message,
                     );
                 }
-            };
-            if let Some(doc) = documents.get_or_parse(&request.query) {
-                let kind = selected_operation(&doc, request.operation_name.as_deref())
-                    .map(|(_, kind)| kind);
-                if kind.is_some_and(|k| k != async_graphql::parser::types::OperationType::Query) {
-                    let mut response = refuse(
-                        accept,
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method_not_allowed",
-                        "only queries may be sent with GET; send mutations with POST",
-                    );
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
-                    return response;
-                }
-                let mut request = request;
-                request.set_parsed_query(doc);
-                return write(accept, execute(state, schema, request, meta).await);
             }
-            request
         }
         Method::POST => {
             if !is_json_content_type(req.headers()) {
@@ -255,12 +242,7 @@ async fn serve(
                 }
             };
             match serde_json::from_slice::<async_graphql::Request>(&bytes) {
-                Ok(mut request) if !request.query.trim().is_empty() => {
-                    if let Some(doc) = documents.get_or_parse(&request.query) {
-                        request.set_parsed_query(doc);
-                    }
-                    request
-                }
+                Ok(request) if !request.query.trim().is_empty() => request,
                 Ok(_) => {
                     return refuse(
                         accept,
@@ -298,7 +280,57 @@ async fn serve(
             return response;
         }
     };
-    write(accept, execute(state, schema, request, meta).await)
+    let mut request = request;
+    let doc = documents.get_or_parse(&request.query);
+    let (name, kind) = match doc
+        .as_ref()
+        .and_then(|d| selected_operation(d, request.operation_name.as_deref()))
+    {
+        Some((name, kind)) => (name.or_else(|| request.operation_name.clone()), Some(kind)),
+        None => (request.operation_name.clone(), None),
+    };
+    if req.method() == Method::GET && kind.is_some_and(|k| k != OperationType::Query) {
+        let mut response = refuse(
+            accept,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "only queries may be sent with GET; send mutations with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    let kind = kind.map_or("unknown", observe::kind_str);
+    let name = name.as_deref().unwrap_or("anonymous");
+    let span = tracing::info_span!(
+        "graphql.operation",
+        otel.name = format!("{kind} {name}"),
+        graphql.operation.name = name,
+        graphql.operation.type = kind,
+        otel.status_code = tracing::field::Empty,
+    );
+    let mut response = match doc {
+        Some(doc)
+            if !state.config.graphql_introspection && observe::asks_for_introspection(&doc) =>
+        {
+            GqlResponse::from_errors(vec![observe::introspection_refused()])
+        }
+        Some(doc) => {
+            request.set_parsed_query(doc);
+            execute(state, schema, request, meta)
+                .instrument(span.clone())
+                .await
+        }
+        // Unparsable: the executor reports the syntax error.
+        None => {
+            execute(state, schema, request, meta)
+                .instrument(span.clone())
+                .await
+        }
+    };
+    observe::finish(&state.metrics, &span, name, kind, &mut response);
+    write(accept, response)
 }
 
 /// Runs the request. The executor's future is large (several kilobytes of state); boxing it
@@ -306,10 +338,16 @@ async fn serve(
 /// not copied around by value on each request.
 async fn execute(
     state: &AppState,
-    schema: &AppSchema,
+    schema: &HttpSchema,
     request: async_graphql::Request,
     meta: &RequestMeta,
 ) -> GqlResponse {
     let auth = crate::identity::auth::authenticate(state, meta).await;
-    Box::pin(schema.execute(request.data(meta.clone()).data(auth))).await
+    Box::pin(schema.0.execute(request.data(meta.clone()).data(auth))).await
 }
+
+/// The schema HTTP requests run on: the same as the WebSocket one, without the observing
+/// extension, because this handler observes each operation itself (it has the parsed
+/// document at hand, and an extension costs a boxed future per hook and per field).
+#[derive(Clone)]
+pub struct HttpSchema(pub super::AppSchema);

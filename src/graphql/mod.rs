@@ -90,17 +90,21 @@ pub fn sdl() -> String {
     schema_builder().finish().sdl()
 }
 
-/// The schema the server runs, with its limits and data.
-pub fn build_schema(state: &AppState) -> AppSchema {
+/// The schema the server runs, with its limits and data. `observed` adds the extension that
+/// traces, counts and maps errors of each operation (the WebSocket transport needs it; the
+/// HTTP handler does the same itself).
+pub fn build_schema(state: &AppState, observed: bool) -> AppSchema {
     let config = &state.config;
     let mut builder = schema_builder()
         .data(state.clone())
         .limit_depth(config.graphql_max_depth)
-        .limit_complexity(config.graphql_max_complexity)
-        .extension(observe::Observe::new(
+        .limit_complexity(config.graphql_max_complexity);
+    if observed {
+        builder = builder.extension(observe::Observe::new(
             state.metrics.clone(),
             config.graphql_introspection,
         ));
+    }
     if !config.graphql_introspection {
         builder = builder.disable_introspection();
     }

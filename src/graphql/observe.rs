@@ -65,7 +65,7 @@ impl ObserveOperation {
     }
 }
 
-fn kind_str(kind: OperationType) -> &'static str {
+pub fn kind_str(kind: OperationType) -> &'static str {
     match kind {
         OperationType::Query => "query",
         OperationType::Mutation => "mutation",
@@ -73,9 +73,41 @@ fn kind_str(kind: OperationType) -> &'static str {
     }
 }
 
+/// The error for an introspection query when introspection is off.
+pub fn introspection_refused() -> async_graphql::ServerError {
+    let mut err = async_graphql::ServerError::new("introspection is disabled on this server", None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "BAD_USER_INPUT");
+    extensions.set("reason", "introspection_disabled");
+    err.extensions = Some(extensions);
+    err
+}
+
+/// After an operation: error codes on every error, the span's status, the operations metric.
+pub fn finish(
+    metrics: &Metrics,
+    span: &tracing::Span,
+    name: &str,
+    kind: &'static str,
+    response: &mut Response,
+) {
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    if outcome == "error" {
+        span.record("otel.status_code", "ERROR");
+    }
+    for err in &mut response.errors {
+        normalize(err);
+    }
+    metrics.record_graphql(name, kind, outcome);
+}
+
 /// Whether any operation selects `__schema` or `__type` at its root (directly, or through
 /// a fragment).
-fn asks_for_introspection(doc: &ExecutableDocument) -> bool {
+pub fn asks_for_introspection(doc: &ExecutableDocument) -> bool {
     use async_graphql::parser::types::{Selection, SelectionSet};
     fn scan(set: &SelectionSet, doc: &ExecutableDocument, depth: usize) -> bool {
         depth < 8
@@ -138,18 +170,7 @@ impl Extension for ObserveOperation {
             span.record("graphql.operation.name", name.as_str());
             span.record("graphql.operation.type", kind);
         }
-        let outcome = if response.errors.is_empty() {
-            "ok"
-        } else {
-            "error"
-        };
-        if outcome == "error" {
-            span.record("otel.status_code", "ERROR");
-        }
-        for err in &mut response.errors {
-            normalize(err);
-        }
-        self.metrics.record_graphql(&name, kind, outcome);
+        finish(&self.metrics, &span, &name, kind, &mut response);
         response
     }
 
@@ -191,13 +212,7 @@ impl Extension for ObserveOperation {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         if !self.introspection && asks_for_introspection(&doc) {
-            let mut err =
-                async_graphql::ServerError::new("introspection is disabled on this server", None);
-            let mut extensions = async_graphql::ErrorExtensionValues::default();
-            extensions.set("code", "BAD_USER_INPUT");
-            extensions.set("reason", "introspection_disabled");
-            err.extensions = Some(extensions);
-            return Err(err);
+            return Err(introspection_refused());
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((name, kind)) = selected_operation(&doc, state.requested_name.as_deref()) {
