@@ -206,9 +206,10 @@ pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
         )
         .with(cors)
         .data(state.clone())
-        .data(graphql::http::HttpSchema(graphql::build_schema(
-            state, false,
-        )))
+        .data(graphql::http::HttpSchema {
+            strict: graphql::build_schema(state, false),
+            fast: graphql::build_schema_with(state, false, async_graphql::ValidationMode::Fast),
+        })
         .data(schema)
         .data(Arc::new(graphql::cache::DocumentCache::new(512)))
         .catch_all_error(|err| async move { crate::platform::http::json_refusal(err) })

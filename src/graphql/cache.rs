@@ -3,8 +3,12 @@
 //! Clients send the same few operations over and over; parsing is the largest single cost
 //! of a small query (the pest grammar backtracks and allocates per token), while cloning a
 //! parsed document only copies its tree (names are shared `Arc<str>`). Only documents that
-//! parsed are cached, only up to [`MAX_QUERY_LEN`] bytes, and at most `capacity` of them;
-//! validation still runs on every request, so a cached document grants nothing.
+//! parsed are cached, only up to [`MAX_QUERY_LEN`] bytes, and at most `capacity` of them.
+//!
+//! The cache also remembers which operations of a document passed full validation. Full
+//! validation of a document that declares no variables depends only on its text, the
+//! operation name and the schema (fixed for the process), so such a document may skip it on
+//! later requests; the depth, complexity and fragment-cycle checks still run every time.
 
 use std::{
     collections::HashMap,
@@ -16,9 +20,29 @@ use async_graphql::parser::types::ExecutableDocument;
 /// Longer queries are parsed every time rather than held in memory.
 pub const MAX_QUERY_LEN: usize = 16 * 1024;
 
+struct Entry {
+    doc: Arc<ExecutableDocument>,
+    /// Operation names (None: the only operation) that passed full validation.
+    validated: Vec<Option<String>>,
+}
+
 pub struct DocumentCache {
     capacity: usize,
-    entries: Mutex<HashMap<Arc<str>, Arc<ExecutableDocument>>>,
+    entries: Mutex<HashMap<Arc<str>, Entry>>,
+}
+
+/// A parsed document and whether the requested operation already passed full validation.
+pub struct Parsed {
+    pub doc: ExecutableDocument,
+    pub validated: bool,
+}
+
+/// Whether full validation of `doc` can depend on nothing but its text: it declares no
+/// variables.
+pub fn declares_no_variables(doc: &ExecutableDocument) -> bool {
+    doc.operations
+        .iter()
+        .all(|(_, op)| op.node.variable_definitions.is_empty())
 }
 
 impl DocumentCache {
@@ -32,17 +56,36 @@ impl DocumentCache {
     /// The parsed document for `query`, from the cache or freshly parsed. `None` when the
     /// query does not parse (the executor then reports the syntax error itself).
     pub fn get_or_parse(&self, query: &str) -> Option<ExecutableDocument> {
+        self.lookup(query, None).map(|parsed| parsed.doc)
+    }
+
+    /// Like [`Self::get_or_parse`], also telling whether `operation` of this document already
+    /// passed full validation.
+    pub fn lookup(&self, query: &str, operation: Option<&str>) -> Option<Parsed> {
         if query.len() > MAX_QUERY_LEN || self.capacity == 0 {
-            return async_graphql::parser::parse_query(query).ok();
+            let doc = async_graphql::parser::parse_query(query).ok()?;
+            return Some(Parsed {
+                doc,
+                validated: false,
+            });
         }
         let cached = self
             .entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(query)
-            .cloned();
-        if let Some(doc) = cached {
-            return Some((*doc).clone());
+            .map(|entry| {
+                let validated = entry
+                    .validated
+                    .iter()
+                    .any(|name| name.as_deref() == operation);
+                (Arc::clone(&entry.doc), validated)
+            });
+        if let Some((doc, validated)) = cached {
+            return Some(Parsed {
+                doc: (*doc).clone(),
+                validated,
+            });
         }
         let doc = async_graphql::parser::parse_query(query).ok()?;
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -53,8 +96,32 @@ impl DocumentCache {
                 entries.remove(&key);
             }
         }
-        entries.insert(Arc::from(query), Arc::new(doc.clone()));
-        Some(doc)
+        entries.insert(
+            Arc::from(query),
+            Entry {
+                doc: Arc::new(doc.clone()),
+                validated: Vec::new(),
+            },
+        );
+        Some(Parsed {
+            doc,
+            validated: false,
+        })
+    }
+
+    /// Records that `operation` of the cached `query` passed full validation. Callers only
+    /// do so for documents that declare no variables.
+    pub fn mark_validated(&self, query: &str, operation: Option<&str>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get_mut(query)
+            && !entry
+                .validated
+                .iter()
+                .any(|name| name.as_deref() == operation)
+            && entry.validated.len() < 16
+        {
+            entry.validated.push(operation.map(str::to_owned));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -84,5 +151,21 @@ mod tests {
         let long = format!("{{ {} }}", "a ".repeat(MAX_QUERY_LEN));
         assert!(cache.get_or_parse(&long).is_some());
         assert_eq!(cache.len(), 2, "long queries are not kept");
+    }
+
+    #[test]
+    fn validation_is_remembered_per_operation() {
+        let cache = DocumentCache::new(8);
+        let query = "query A { a } query B { b }";
+        assert!(!cache.lookup(query, Some("A")).unwrap().validated);
+        cache.mark_validated(query, Some("A"));
+        assert!(cache.lookup(query, Some("A")).unwrap().validated);
+        assert!(!cache.lookup(query, Some("B")).unwrap().validated);
+        assert!(!cache.lookup(query, None).unwrap().validated);
+        assert!(declares_no_variables(
+            &cache.lookup(query, None).unwrap().doc
+        ));
+        let with_vars = cache.lookup("query ($x: Int) { a(x: $x) }", None).unwrap();
+        assert!(!declares_no_variables(&with_vars.doc));
     }
 }

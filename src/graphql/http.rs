@@ -281,7 +281,11 @@ async fn serve(
         }
     };
     let mut request = request;
-    let doc = documents.get_or_parse(&request.query);
+    let parsed = documents.lookup(&request.query, request.operation_name.as_deref());
+    let (doc, validated) = match parsed {
+        Some(parsed) => (Some(parsed.doc), parsed.validated),
+        None => (None, false),
+    };
     let (name, kind) = match doc
         .as_ref()
         .and_then(|d| selected_operation(d, request.operation_name.as_deref()))
@@ -317,14 +321,26 @@ async fn serve(
             GqlResponse::from_errors(vec![observe::introspection_refused()])
         }
         Some(doc) => {
+            // Only documents without variables may skip full validation (see cache.rs).
+            let fixed = request.variables.is_empty() && super::cache::declares_no_variables(&doc);
+            let fast = fixed && validated;
+            let query = fixed.then(|| request.query.clone());
+            let operation = request.operation_name.clone();
             request.set_parsed_query(doc);
-            execute(state, schema, request, meta)
+            let response = execute(state, schema, request, meta, fast)
                 .instrument(span.clone())
-                .await
+                .await;
+            if let Some(query) = query
+                && !fast
+                && !is_request_error(&response)
+            {
+                documents.mark_validated(&query, operation.as_deref());
+            }
+            response
         }
         // Unparsable: the executor reports the syntax error.
         None => {
-            execute(state, schema, request, meta)
+            execute(state, schema, request, meta, false)
                 .instrument(span.clone())
                 .await
         }
@@ -341,13 +357,25 @@ async fn execute(
     schema: &HttpSchema,
     request: async_graphql::Request,
     meta: &RequestMeta,
+    validated: bool,
 ) -> GqlResponse {
     let auth = crate::identity::auth::authenticate(state, meta).await;
-    Box::pin(schema.0.execute(request.data(meta.clone()).data(auth))).await
+    let schema = if validated {
+        &schema.fast
+    } else {
+        &schema.strict
+    };
+    Box::pin(schema.execute(request.data(meta.clone()).data(auth))).await
 }
 
 /// The schema HTTP requests run on: the same as the WebSocket one, without the observing
 /// extension, because this handler observes each operation itself (it has the parsed
 /// document at hand, and an extension costs a boxed future per hook and per field).
 #[derive(Clone)]
-pub struct HttpSchema(pub super::AppSchema);
+pub struct HttpSchema {
+    /// Full validation.
+    pub strict: super::AppSchema,
+    /// Depth, complexity and fragment cycles only: for documents that already passed
+    /// `strict` (see cache.rs).
+    pub fast: super::AppSchema,
+}

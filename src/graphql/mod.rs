@@ -94,8 +94,18 @@ pub fn sdl() -> String {
 /// traces, counts and maps errors of each operation (the WebSocket transport needs it; the
 /// HTTP handler does the same itself).
 pub fn build_schema(state: &AppState, observed: bool) -> AppSchema {
+    build_schema_with(state, observed, async_graphql::ValidationMode::Strict)
+}
+
+/// [`build_schema`] with a validation mode (`Fast` only for documents already validated).
+pub fn build_schema_with(
+    state: &AppState,
+    observed: bool,
+    mode: async_graphql::ValidationMode,
+) -> AppSchema {
     let config = &state.config;
     let mut builder = schema_builder()
+        .validation_mode(mode)
         .data(state.clone())
         .limit_depth(config.graphql_max_depth)
         .limit_complexity(config.graphql_max_complexity);

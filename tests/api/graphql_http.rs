@@ -374,3 +374,76 @@ async fn oversize_bodies_get_413() {
     let body = app.graphql("{ serverInfo { version } }", json!({})).await;
     assert!(body["errors"].is_null());
 }
+
+#[tokio::test]
+async fn repeated_documents_are_checked_every_time() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        let body = app.graphql("{ nope }", json!({})).await;
+        assert_eq!(
+            reason(&body),
+            "invalid_query",
+            "an invalid document stays invalid: {body}"
+        );
+        let body = app.graphql("{ serverInfo { version } }", json!({})).await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    // With variables, every request is fully validated against its own values.
+    let query = "query($x: Boolean!) { serverInfo { version @include(if: $x) } }";
+    let body = app.graphql(query, json!({ "x": true })).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let body = app.graphql(query, json!({ "x": "yes" })).await;
+    assert!(!body["errors"].as_array().unwrap().is_empty(), "{body}");
+    // A document is valid only as a whole; neither of its operations runs, however often.
+    let doc = "query A { serverInfo { version } } query B { serverInfo { nope } }";
+    for _ in 0..2 {
+        let a = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": doc, "operationName": "A" }))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(reason(&a), "invalid_query", "{a}");
+        let b = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": doc, "operationName": "B" }))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(reason(&b), "invalid_query", "{b}");
+    }
+}
+
+#[tokio::test]
+async fn operations_of_a_valid_document_are_remembered_apart() {
+    let app = TestApp::spawn().await;
+    let doc = "query A { serverInfo { version } } query B { serverInfo { kvBackend } }";
+    for name in ["A", "B", "A", "B", "C"] {
+        let body = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": doc, "operationName": name }))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if name == "C" {
+            assert!(
+                !body["errors"].as_array().unwrap().is_empty(),
+                "no operation C: {body}"
+            );
+        } else {
+            assert!(body["errors"].is_null(), "{name}: {body}");
+        }
+    }
+}
