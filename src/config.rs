@@ -293,6 +293,16 @@ pub struct Config {
     )]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Proxies whose `X-Forwarded-For` is believed (comma-separated CIDRs such as
+    /// 10.0.0.0/8). Empty: the socket's peer is the client.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_name = "TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Largest accepted request body in bytes; larger ones get 413.
     #[arg(
         long,

@@ -27,8 +27,11 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
     pub request_id: String,
-    /// The socket peer; `X-Forwarded-For` is believed only from trusted proxies.
+    /// The socket peer.
     pub peer: Option<std::net::SocketAddr>,
+    /// The client: the peer, or from a trusted proxy the nearest untrusted address in
+    /// `X-Forwarded-For`.
+    pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
     /// `Authorization` header (HTTP) or `connection_init` payload (WebSocket), unverified.
     pub authorization: Option<String>,

@@ -159,7 +159,7 @@ async fn rate_limit_email(
     meta: &RequestMeta,
 ) -> Result<()> {
     let config = &state.config.identity;
-    let ip = meta.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let ip = meta.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let email_key = state.identity.keys.hmac("limit-email", &[email.as_bytes()]);
     for (key, per_minute) in [
         (format!("{what}:ip:{ip}"), config.login_rate_limit_per_ip),

@@ -170,6 +170,14 @@ pub struct AuthPayload {
 }
 
 #[derive(InputObject)]
+pub struct UpdateProfileInput {
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    /// An https:// URL.
+    pub avatar_url: Option<String>,
+}
+
+#[derive(InputObject)]
 pub struct RegisterInput {
     pub email: String,
     pub password: String,
@@ -421,6 +429,25 @@ impl IdentityMutation {
             .await
             .map_err(ApiError::from)?;
         Ok(true)
+    }
+
+    /// Changes your username, display name or avatar; omitted fields stay, "" clears an
+    /// optional one.
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
+        let state = ctx.data::<AppState>()?;
+        let viewer = ctx.viewer()?;
+        let user = service::update_profile(
+            state,
+            viewer,
+            service::ProfileChange {
+                username: input.username,
+                display_name: input.display_name,
+                avatar_url: input.avatar_url,
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(User::loaded(user))
     }
 
     /// Signs one of your devices out.

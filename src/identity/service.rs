@@ -159,8 +159,8 @@ fn check_username(username: &str) -> Result<String> {
 }
 
 fn client_ip(meta: &RequestMeta) -> String {
-    meta.peer
-        .map(|p| p.ip().to_string())
+    meta.client_ip
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -512,6 +512,86 @@ pub async fn change_password(
     // Every other session ends: whoever knew the old password is signed out.
     revoke_families(state, viewer.user_id, None, Some(viewer.session_id)).await?;
     Ok(())
+}
+
+/// Changes to a profile; `None` leaves a field as it is, `Some("")` clears an optional one.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+fn optional_text(
+    value: String,
+    max: usize,
+    reason: &'static str,
+    what: &str,
+) -> Result<Option<String>> {
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(invalid(
+            reason,
+            format!("{what} must be at most {max} characters, without control characters"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+pub async fn update_profile(
+    state: &AppState,
+    viewer: &Viewer,
+    change: ProfileChange,
+) -> Result<user::Model> {
+    let user = find_user(state, viewer.user_id).await?;
+    let mut active: user::ActiveModel = user.into();
+    if let Some(username) = change.username {
+        let username = check_username(&username)?;
+        let taken = user::Entity::find()
+            .filter(user::Column::UsernameKey.eq(username.to_lowercase()))
+            .filter(user::Column::Id.ne(viewer.user_id))
+            .one(state.db.conn())
+            .await?
+            .is_some();
+        if taken {
+            return Err(IdentityError::UsernameTaken);
+        }
+        active.username_key = Set(username.to_lowercase());
+        active.username = Set(username);
+    }
+    if let Some(name) = change.display_name {
+        active.display_name = Set(optional_text(
+            name,
+            64,
+            "invalid_display_name",
+            "the display name",
+        )?);
+    }
+    if let Some(url) = change.avatar_url {
+        let url = optional_text(url, 512, "invalid_avatar_url", "the avatar URL")?;
+        if let Some(url) = &url {
+            let ok =
+                url::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
+            if !ok {
+                return Err(invalid(
+                    "invalid_avatar_url",
+                    "the avatar URL must be an https:// URL",
+                ));
+            }
+        }
+        active.avatar_url = Set(url);
+    }
+    active.updated_at = Set(now());
+    active
+        .update(state.db.conn())
+        .await
+        .map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => IdentityError::UsernameTaken,
+            _ => IdentityError::Db(e),
+        })
 }
 
 pub async fn find_user(state: &AppState, id: Uuid) -> Result<user::Model> {

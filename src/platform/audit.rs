@@ -48,7 +48,7 @@ impl AuditEntry {
         Self {
             actor_id: Some(actor),
             action,
-            ip: meta.peer.map(|p| p.ip().to_string()),
+            ip: meta.client_ip.map(|ip| ip.to_string()),
             request_id: Some(meta.request_id.clone()),
             ..Default::default()
         }

@@ -30,6 +30,37 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+/// nearest address in `X-Forwarded-For` that is not itself a trusted proxy (the entries
+/// further left were written by the client and prove nothing).
+pub fn client_ip(
+    peer: Option<std::net::IpAddr>,
+    headers: &poem::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
 /// Wraps one route: names it for metrics and spans.
 pub struct Observed {
     route: &'static str,
@@ -83,6 +114,11 @@ impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
         let meta = RequestMeta {
             request_id: id.clone(),
             peer,
+            client_ip: client_ip(
+                peer.map(|p| p.ip()),
+                req.headers(),
+                &self.state.config.trusted_proxies,
+            ),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -221,4 +257,34 @@ pub async fn metrics(Data(state): Data<&AppState>) -> Response {
     Response::builder()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = poem::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7, 10.1.1.1".parse().unwrap(),
+        );
+        let proxy = Some("10.0.0.2".parse().unwrap());
+        let stranger = Some("198.51.100.1".parse().unwrap());
+        // From a trusted proxy: the nearest untrusted hop, not the spoofable leftmost one.
+        assert_eq!(
+            client_ip(proxy, &headers, &trusted),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        // From anyone else the header is ignored.
+        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &headers, &[]), proxy);
+        // A trusted proxy without the header is the client itself.
+        assert_eq!(
+            client_ip(proxy, &poem::http::HeaderMap::new(), &trusted),
+            proxy
+        );
+    }
 }

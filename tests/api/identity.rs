@@ -665,3 +665,94 @@ async fn a_revoked_session_closes_its_websockets_on_every_instance() {
     let (code, _) = ws_close_code(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, 4403);
 }
+
+#[tokio::test]
+async fn profiles_change_within_their_rules() {
+    let app = TestApp::spawn().await;
+    let pat = app.register("pat@example.com", "pat").await;
+    app.register("quinn@example.com", "quinn").await;
+    let update = "mutation($i: UpdateProfileInput!) { updateProfile(input: $i) { username displayName avatarUrl } }";
+
+    let body = app
+        .graphql_as(
+            &pat.access,
+            update,
+            json!({ "i": { "displayName": "  Pat Doe ", "avatarUrl": "https://img.example.com/p.png", "username": "Patricia" } }),
+        )
+        .await;
+    let profile = &body["data"]["updateProfile"];
+    assert_eq!(profile["username"], "Patricia", "{body}");
+    assert_eq!(profile["displayName"], "Pat Doe");
+    assert_eq!(profile["avatarUrl"], "https://img.example.com/p.png");
+
+    for (input, reason) in [
+        (json!({ "username": "QUINN" }), "username_taken"),
+        (json!({ "username": "no spaces" }), "invalid_username"),
+        (
+            json!({ "avatarUrl": "javascript:alert(1)" }),
+            "invalid_avatar_url",
+        ),
+        (
+            json!({ "avatarUrl": "http://img.example.com/p.png" }),
+            "invalid_avatar_url",
+        ),
+        (
+            json!({ "displayName": "x".repeat(65) }),
+            "invalid_display_name",
+        ),
+    ] {
+        let body = app
+            .graphql_as(&pat.access, update, json!({ "i": input }))
+            .await;
+        assert_eq!(error_of(&body).1, reason, "{body}");
+    }
+    // Refusals changed nothing; "" clears an optional field; omitted fields stay.
+    let body = app
+        .graphql_as(&pat.access, update, json!({ "i": { "displayName": "" } }))
+        .await;
+    let profile = &body["data"]["updateProfile"];
+    assert!(profile["displayName"].is_null(), "{body}");
+    assert_eq!(profile["username"], "Patricia");
+    assert_eq!(profile["avatarUrl"], "https://img.example.com/p.png");
+
+    let anonymous = app
+        .graphql(update, json!({ "i": { "displayName": "x" } }))
+        .await;
+    assert_eq!(error_of(&anonymous).0, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn forwarded_client_addresses_are_believed_only_from_trusted_proxies() {
+    for (trusted, expected) in [(true, "203.0.113.9"), (false, "127.0.0.1")] {
+        let app = TestApp::builder()
+            .configure(move |c| {
+                if trusted {
+                    c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+                }
+            })
+            .spawn()
+            .await;
+        let body: Value = app
+            .client
+            .post(app.url("/graphql"))
+            .header("x-forwarded-for", "203.0.113.9")
+            .json(&json!({
+                "query": "mutation($i: RegisterInput!) { register(input: $i) { accessToken } }",
+                "variables": { "i": { "email": "fwd@example.com", "username": "fwd", "password": PASSWORD } },
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let access = body["data"]["register"]["accessToken"].as_str().unwrap();
+        let sessions = app
+            .graphql_as(access, "{ me { sessions { ip } } }", json!({}))
+            .await;
+        assert_eq!(
+            sessions["data"]["me"]["sessions"][0]["ip"], expected,
+            "trusted={trusted}"
+        );
+    }
+}
