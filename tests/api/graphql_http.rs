@@ -398,26 +398,12 @@ async fn repeated_documents_are_checked_every_time() {
     let doc = "query A { serverInfo { version } } query B { serverInfo { nope } }";
     for _ in 0..2 {
         let a = app
-            .client
-            .post(app.url("/graphql"))
-            .json(&json!({ "query": doc, "operationName": "A" }))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+            .post_graphql(json!({ "query": doc, "operationName": "A" }))
+            .await;
         assert_eq!(reason(&a), "invalid_query", "{a}");
         let b = app
-            .client
-            .post(app.url("/graphql"))
-            .json(&json!({ "query": doc, "operationName": "B" }))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+            .post_graphql(json!({ "query": doc, "operationName": "B" }))
+            .await;
         assert_eq!(reason(&b), "invalid_query", "{b}");
     }
 }
@@ -428,15 +414,8 @@ async fn operations_of_a_valid_document_are_remembered_apart() {
     let doc = "query A { serverInfo { version } } query B { serverInfo { kvBackend } }";
     for name in ["A", "B", "A", "B", "C"] {
         let body = app
-            .client
-            .post(app.url("/graphql"))
-            .json(&json!({ "query": doc, "operationName": name }))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+            .post_graphql(json!({ "query": doc, "operationName": name }))
+            .await;
         if name == "C" {
             assert!(
                 !body["errors"].as_array().unwrap().is_empty(),

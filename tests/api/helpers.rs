@@ -278,6 +278,20 @@ impl TestApp {
         response.json().await.expect("a JSON body")
     }
 
+    /// POSTs `body` (a whole GraphQL request: query, variables, operationName) as JSON and
+    /// returns the parsed answer, whatever its status.
+    pub async fn post_graphql(&self, body: Value) -> Value {
+        self.client
+            .post(self.url("/graphql"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /graphql")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// POSTs a GraphQL request with `Authorization: Bearer <token>`.
     pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
         let response = self
