@@ -316,7 +316,11 @@ pub async fn register(
     .insert(&txn)
     .await
     .map_err(|e| match e.sql_err() {
-        // Lost a race with another registration of the same email or username.
+        // Lost a race with another registration of the same email or username; the
+        // violated index names which (users.username_key / users_username_key_key).
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(detail)) if detail.contains("username") => {
+            IdentityError::UsernameTaken
+        }
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => IdentityError::EmailTaken,
         _ => IdentityError::Db(e),
     })?;

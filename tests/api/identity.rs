@@ -756,3 +756,45 @@ async fn forwarded_client_addresses_are_believed_only_from_trusted_proxies() {
         );
     }
 }
+
+#[tokio::test]
+async fn racing_registrations_of_one_address_create_one_account() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..6).map(|i| {
+        app.graphql(
+            "mutation($i: RegisterInput!) { register(input: $i) { user { id } } }",
+            json!({ "i": { "email": "race@example.com", "username": format!("racer{i}"), "password": PASSWORD } }),
+        )
+    });
+    let results = join_all(attempts).await;
+    let winners = results.iter().filter(|b| b["errors"].is_null()).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for body in results.iter().filter(|b| !b["errors"].is_null()) {
+        assert_eq!(
+            error_of(body),
+            ("CONFLICT".into(), "email_taken".into()),
+            "{body}"
+        );
+    }
+    assert_eq!(user_count(&app).await, 1);
+
+    let attempts = (0..6).map(|i| {
+        app.graphql(
+            "mutation($i: RegisterInput!) { register(input: $i) { user { id } } }",
+            json!({ "i": { "email": format!("same-name-{i}@example.com"), "username": "samename", "password": PASSWORD } }),
+        )
+    });
+    let results = join_all(attempts).await;
+    assert_eq!(
+        results.iter().filter(|b| b["errors"].is_null()).count(),
+        1,
+        "{results:?}"
+    );
+    for body in results.iter().filter(|b| !b["errors"].is_null()) {
+        assert_eq!(
+            error_of(body),
+            ("CONFLICT".into(), "username_taken".into()),
+            "{body}"
+        );
+    }
+}
