@@ -24,11 +24,16 @@ WORKDIR /build
 # as long as Cargo.toml / Cargo.lock / migration/Cargo.toml stay unchanged.
 COPY Cargo.toml Cargo.lock ./
 COPY migration/Cargo.toml migration/Cargo.toml
+# The loopback fakes are a workspace member (a dev-dependency only): their manifest and
+# placeholder sources let cargo load the workspace; the image never builds them.
+COPY tests/fakes/Cargo.toml tests/fakes/Cargo.toml
 
-RUN mkdir -p src migration/src \
+RUN mkdir -p src migration/src tests/fakes/src \
     && printf 'fn main() {}\n' > src/main.rs \
     && : > src/lib.rs \
     && : > migration/src/lib.rs \
+    && : > tests/fakes/src/lib.rs \
+    && printf 'fn main() {}\n' > tests/fakes/src/main.rs \
     && cargo build --release --locked --bin tessera \
     && rm -rf src migration/src
 

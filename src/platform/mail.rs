@@ -113,6 +113,17 @@ impl Mailer {
                 let url = config.smtp_url.as_ref().ok_or_else(|| {
                     anyhow::anyhow!("SMTP_URL is required when MAIL_TRANSPORT=smtp")
                 })?;
+                if let Ok(parsed) = url::Url::parse(url.expose()) {
+                    let plain =
+                        parsed.scheme() == "smtp" && !parsed.query_pairs().any(|(k, _)| k == "tls");
+                    let local =
+                        matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                    if plain && !local {
+                        tracing::warn!(
+                            "SMTP_URL sends mail unencrypted; use smtps:// or ?tls=required"
+                        );
+                    }
+                }
                 Transport::Smtp(
                     AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
                         .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?

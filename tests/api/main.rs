@@ -8,6 +8,7 @@ mod helpers;
 mod identity;
 mod identity_codes;
 mod kv;
+mod mail;
 mod redis_outage;
 mod schema;
 mod secrets;
