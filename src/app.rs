@@ -124,6 +124,7 @@ impl Application {
         } = self;
         let routes = routes(&state, schema);
         let relay = tokio::spawn(crate::identity::auth::relay_revocations(state.clone()));
+        let flusher = tokio::spawn(crate::identity::run_last_used_flusher(state.clone()));
         let grace = state.config.shutdown_timeout.0;
         tracing::info!(addr = %local_addr, public_url = %state.config.public_url(), "serving");
 
@@ -152,6 +153,7 @@ impl Application {
             tracing::warn!("some WebSockets did not close in time");
         }
         let _ = relay.await;
+        let _ = flusher.await;
         state.kv.shutdown().await;
         state.db.clone().close().await;
         tracing::info!("stopped");

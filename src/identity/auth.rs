@@ -141,11 +141,14 @@ pub async fn verify_token(state: &AppState, token: &str) -> Auth {
     };
     match state.kv.get(&revoked_key(claims.session_id)).await {
         Ok(Some(_)) => Auth::Refused("session_revoked"),
-        Ok(None) => Auth::Viewer(Viewer {
-            user_id: claims.user_id,
-            role: claims.role,
-            session_id: claims.session_id,
-        }),
+        Ok(None) => {
+            state.identity.touch(claims.session_id);
+            Auth::Viewer(Viewer {
+                user_id: claims.user_id,
+                role: claims.role,
+                session_id: claims.session_id,
+            })
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read session revocations");
             Auth::Unavailable

@@ -75,6 +75,15 @@ pub struct IdentityConfig {
     )]
     pub argon2_parallelism: u32,
 
+    /// How often the last-use time of sessions is written (kept in memory between).
+    #[arg(
+        long,
+        env = "SESSION_TOUCH_INTERVAL",
+        value_name = "SESSION_TOUCH_INTERVAL",
+        default_value = "60s"
+    )]
+    pub session_touch_interval: HumanDuration,
+
     /// Sign-in attempts allowed per client IP per minute.
     #[arg(
         long,
@@ -120,6 +129,9 @@ impl IdentityConfig {
                     );
                 }
             }
+        }
+        if self.session_touch_interval.0.is_zero() {
+            return err("SESSION_TOUCH_INTERVAL", "must be more than 0");
         }
         if self.access_token_ttl.0.as_secs() < 30 {
             return err("ACCESS_TOKEN_TTL", "must be at least 30s");

@@ -51,6 +51,8 @@ pub struct Identity {
     pub keys: tokens::AuthKeys,
     pub passwords: password::Passwords,
     pub verified: tokens::VerifiedCache,
+    /// Sessions used since the last flush of `sessions.last_used_at`.
+    touched: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
 impl Identity {
@@ -59,6 +61,60 @@ impl Identity {
             keys: tokens::AuthKeys::load(&config.identity, &config.data_dir)?,
             passwords: password::Passwords::new(&config.identity)?,
             verified: tokens::VerifiedCache::new(),
+            touched: Default::default(),
         })
+    }
+
+    /// Notes that a session was used; [`flush_last_used`] writes it down later, so the hot
+    /// path never writes to the database.
+    pub fn touch(&self, session: uuid::Uuid) {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: past this many distinct sessions per interval the rest wait for the next.
+        if touched.len() < 100_000 {
+            touched.insert(session);
+        }
+    }
+
+    fn take_touched(&self) -> Vec<uuid::Uuid> {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        touched.drain().collect()
+    }
+}
+
+/// Writes `last_used_at` for the sessions used since the last call.
+pub async fn flush_last_used(state: &crate::app::AppState) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let families = state.identity.take_touched();
+    let mut updated = 0;
+    for chunk in families.chunks(500) {
+        let result = entity::session::Entity::update_many()
+            .col_expr(
+                entity::session::Column::LastUsedAt,
+                Expr::value(chrono::Utc::now()),
+            )
+            .filter(entity::session::Column::FamilyId.is_in(chunk.to_vec()))
+            .filter(entity::session::Column::RevokedAt.is_null())
+            .exec(state.db.conn())
+            .await?;
+        updated += result.rows_affected;
+    }
+    Ok(updated)
+}
+
+/// Flushes `last_used_at` every SESSION_TOUCH_INTERVAL, and once more at shutdown.
+pub async fn run_last_used_flusher(state: crate::app::AppState) {
+    let mut ticker = tokio::time::interval(state.config.identity.session_touch_interval.0);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = state.shutdown.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
+        if let Err(e) = flush_last_used(&state).await {
+            tracing::warn!(error = %e, "could not record session use");
+        }
+        if stopping {
+            return;
+        }
     }
 }

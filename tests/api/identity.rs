@@ -798,3 +798,39 @@ async fn racing_registrations_of_one_address_create_one_account() {
         );
     }
 }
+
+#[tokio::test]
+async fn session_use_is_recorded_without_a_write_per_request() {
+    let app = TestApp::builder()
+        .configure(|c| c.identity.session_touch_interval = "200ms".parse().unwrap())
+        .spawn()
+        .await;
+    let session = app.register("uma@example.com", "uma").await;
+    let sessions = "{ me { sessions { refreshedAt lastUsedAt } } }";
+    let before = app.graphql_as(&session.access, sessions, json!({})).await;
+    let first = before["data"]["me"]["sessions"][0]["lastUsedAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.graphql_as(&session.access, ME, json!({})).await;
+    // Recorded by the next flush, not by the request itself.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = app.graphql_as(&session.access, sessions, json!({})).await;
+        let last = now["data"]["me"]["sessions"][0]["lastUsedAt"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if chrono::DateTime::parse_from_rfc3339(&last).unwrap()
+            > chrono::DateTime::parse_from_rfc3339(&first).unwrap()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lastUsedAt never moved past {first}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
