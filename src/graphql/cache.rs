@@ -55,12 +55,9 @@ impl DocumentCache {
 
     /// The parsed document for `query`, from the cache or freshly parsed. `None` when the
     /// query does not parse (the executor then reports the syntax error itself).
-    pub fn get_or_parse(&self, query: &str) -> Option<ExecutableDocument> {
-        self.lookup(query, None).map(|parsed| parsed.doc)
-    }
-
-    /// Like [`Self::get_or_parse`], also telling whether `operation` of this document already
-    /// passed full validation.
+    /// The parsed document for `query`, from the cache or freshly parsed, and whether
+    /// `operation` of it already passed full validation. `None` when the query does not
+    /// parse (the executor then reports the syntax error itself).
     pub fn lookup(&self, query: &str, operation: Option<&str>) -> Option<Parsed> {
         if query.len() > MAX_QUERY_LEN || self.capacity == 0 {
             let doc = async_graphql::parser::parse_query(query).ok()?;
@@ -140,16 +137,16 @@ mod tests {
     #[test]
     fn caches_parsed_documents_within_bounds() {
         let cache = DocumentCache::new(2);
-        assert!(cache.get_or_parse("{ a }").is_some());
-        assert!(cache.get_or_parse("{ a }").is_some());
+        assert!(cache.lookup("{ a }", None).is_some());
+        assert!(cache.lookup("{ a }", None).is_some());
         assert_eq!(cache.len(), 1);
-        assert!(cache.get_or_parse("{ broken").is_none());
+        assert!(cache.lookup("{ broken", None).is_none());
         assert_eq!(cache.len(), 1, "failures are not cached");
-        cache.get_or_parse("{ b }");
-        cache.get_or_parse("{ c }");
+        cache.lookup("{ b }", None);
+        cache.lookup("{ c }", None);
         assert_eq!(cache.len(), 2, "bounded");
         let long = format!("{{ {} }}", "a ".repeat(MAX_QUERY_LEN));
-        assert!(cache.get_or_parse(&long).is_some());
+        assert!(cache.lookup(&long, None).is_some());
         assert_eq!(cache.len(), 2, "long queries are not kept");
     }
 

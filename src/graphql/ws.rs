@@ -39,7 +39,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{ApiError, AppSchema, RequestMeta, error::http_error};
 use crate::{
     app::AppState,
-    identity::auth::{ACCESS_COOKIE, Auth, Revocation, cookie, is_revoked, verify_token},
+    identity::auth::{
+        ACCESS_COOKIE, Auth, Revocation, bearer_token, cookie, is_revoked, verify_token,
+    },
 };
 
 /// Client messages the library may have queued and not yet taken.
@@ -104,11 +106,8 @@ async fn authenticate(
     payload: &serde_json::Value,
 ) -> Result<Auth, ApiError> {
     let token = match init_authorization(payload)? {
-        Some(header) => match header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-        {
-            Some(token) => Some(token.trim().to_owned()),
+        Some(header) => match bearer_token(&header) {
+            Some(token) => Some(token.to_owned()),
             None => {
                 return Err(ApiError::bad_input(
                     "unsupported_authorization",

@@ -156,14 +156,19 @@ pub async fn verify_token(state: &AppState, token: &str) -> Auth {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value; `None` for any other scheme.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 /// Authenticates an HTTP request: the Bearer header wins over the cookie.
 pub async fn authenticate(state: &AppState, meta: &RequestMeta) -> Auth {
     let token = match meta.authorization.as_deref() {
-        Some(header) => match header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-        {
-            Some(token) => token.trim(),
+        Some(header) => match bearer_token(header) {
+            Some(token) => token,
             None => return Auth::Refused("unsupported_authorization"),
         },
         None => match meta

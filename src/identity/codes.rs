@@ -158,25 +158,8 @@ async fn rate_limit_email(
     email: &str,
     meta: &RequestMeta,
 ) -> Result<()> {
-    let config = &state.config.identity;
-    let ip = meta.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let email_key = state.identity.keys.hmac("limit-email", &[email.as_bytes()]);
-    for (key, per_minute) in [
-        (format!("{what}:ip:{ip}"), config.login_rate_limit_per_ip),
-        (
-            format!("{what}:email:{email_key}"),
-            config.login_rate_limit_per_email,
-        ),
-    ] {
-        let decision = state
-            .kv
-            .rate_limit(&key, crate::platform::kv::RateLimit::per_minute(per_minute))
-            .await?;
-        if !decision.allowed {
-            return Err(IdentityError::RateLimited(decision.retry_after));
-        }
-    }
-    Ok(())
+    service::limit_ip(state, what, meta).await?;
+    service::limit_email(state, what, email).await
 }
 
 /// Sends a verification link and code to the user's address.

@@ -164,6 +164,20 @@ fn client_ip(meta: &RequestMeta) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Counts one attempt of `what` from the request's client address.
+pub(super) async fn limit_ip(state: &AppState, what: &str, meta: &RequestMeta) -> Result<()> {
+    let key = format!("{what}:ip:{}", client_ip(meta));
+    limit(state, key, state.config.identity.login_rate_limit_per_ip).await
+}
+
+/// Counts one attempt of `what` for a (normalized) address. The key is an HMAC, so the kv
+/// store never holds addresses.
+pub(super) async fn limit_email(state: &AppState, what: &str, email: &str) -> Result<()> {
+    let email_key = state.identity.keys.hmac("limit-email", &[email.as_bytes()]);
+    let key = format!("{what}:email:{email_key}");
+    limit(state, key, state.config.identity.login_rate_limit_per_email).await
+}
+
 async fn limit(state: &AppState, key: String, per_minute: u32) -> Result<()> {
     let decision = state
         .kv
@@ -264,12 +278,7 @@ pub async fn register(
     input: Registration,
     meta: &RequestMeta,
 ) -> Result<IssuedSession> {
-    limit(
-        state,
-        format!("register:ip:{}", client_ip(meta)),
-        state.config.identity.login_rate_limit_per_ip,
-    )
-    .await?;
+    limit_ip(state, "register", meta).await?;
     let email = normalize_email(&input.email)?;
     let username = check_username(&input.username)?;
     password::check_policy(
@@ -340,24 +349,11 @@ pub async fn login(
     password: &str,
     meta: &RequestMeta,
 ) -> Result<IssuedSession> {
-    let config = &state.config.identity;
-    limit(
-        state,
-        format!("login:ip:{}", client_ip(meta)),
-        config.login_rate_limit_per_ip,
-    )
-    .await?;
+    limit_ip(state, "login", meta).await?;
     let Ok(email) = normalize_email(email) else {
         return Err(IdentityError::InvalidCredentials);
     };
-    // The limiter key is a hash, so the kv store never holds addresses.
-    let email_key = state.identity.keys.hmac("login-email", &[email.as_bytes()]);
-    limit(
-        state,
-        format!("login:email:{email_key}"),
-        config.login_rate_limit_per_email,
-    )
-    .await?;
+    limit_email(state, "login", &email).await?;
     if password.len() > password::MAX_LEN {
         return Err(IdentityError::InvalidCredentials);
     }

@@ -133,17 +133,16 @@ async fn serves_with_embedded_defaults_and_stops_on_sigterm() {
     assert!(logs.contains("stopped"), "{logs}");
 }
 
-#[test]
-fn create_admin_makes_or_promotes_an_admin() {
+/// Runs `tessera create-admin --email EMAIL --password-stdin` in `dir` with `password` on
+/// standard input.
+fn create_admin_with_password(
+    dir: &std::path::Path,
+    email: &str,
+    password: &str,
+) -> std::process::Output {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = tessera(dir.path())
-        .args([
-            "create-admin",
-            "--email",
-            "Root@Example.com",
-            "--password-stdin",
-        ])
+    let mut child = tessera(dir)
+        .args(["create-admin", "--email", email, "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,9 +152,16 @@ fn create_admin_makes_or_promotes_an_admin() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"granite-falcon-harbour-8\n")
+        .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn create_admin_makes_or_promotes_an_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        create_admin_with_password(dir.path(), "Root@Example.com", "granite-falcon-harbour-8");
     assert!(
         out.status.success(),
         "{}",
@@ -187,26 +193,17 @@ fn create_admin_makes_or_promotes_an_admin() {
 
 #[tokio::test]
 async fn the_created_admin_signs_in_as_admin() {
-    use std::io::Write;
     let server = BinaryServer::start(&[]).await;
-    let mut child = tessera(server.dir.path())
-        .args([
-            "create-admin",
-            "--email",
-            "ops@example.com",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"granite-falcon-harbour-8\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = create_admin_with_password(
+        server.dir.path(),
+        "ops@example.com",
+        "granite-falcon-harbour-8",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = server
         .graphql(
             "mutation { login(email: \"ops@example.com\", password: \"granite-falcon-harbour-8\") { user { role } } }",
