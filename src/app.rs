@@ -193,6 +193,16 @@ pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
                 .with(Observed::new("/reset-password", state)),
         )
         .at(
+            "/auth/:provider/login",
+            poem::get(crate::identity::http::oauth_login)
+                .with(Observed::new("/auth/{provider}/login", state)),
+        )
+        .at(
+            "/auth/:provider/callback",
+            poem::get(crate::identity::http::oauth_callback)
+                .with(Observed::new("/auth/{provider}/callback", state)),
+        )
+        .at(
             "/health",
             poem::get(health).with(Observed::new("/health", state)),
         )

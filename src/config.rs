@@ -590,6 +590,33 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_needs_both_id_and_secret() {
+        let config = Config::from_args(["--github-client-id", "abc"]).unwrap();
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.variable, "GITHUB_CLIENT_ID");
+        let config = Config::from_args([
+            "--google-client-id",
+            "abc",
+            "--google-client-secret",
+            "s3cret",
+            "--google-issuer-url",
+            "ftp://issuer.example",
+        ])
+        .unwrap();
+        assert_eq!(config.validate().unwrap_err().variable, "GOOGLE_CLIENT_ID");
+        let config = Config::from_args([
+            "--discord-client-id",
+            "abc",
+            "--discord-client-secret",
+            "s3cret",
+        ])
+        .unwrap();
+        let mut config = config;
+        config.redis_url = None;
+        config.validate().unwrap();
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let err = Config::from_args(["--listen-addr", "nowhere"]).unwrap_err();
         assert!(err.to_string().contains("LISTEN_ADDR"), "{err}");

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_audit_log;
 mod m20261125_000002_create_identity;
+mod m20261125_000003_identity_profiles;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_audit_log::Migration),
             Box::new(m20261125_000002_create_identity::Migration),
+            Box::new(m20261125_000003_identity_profiles::Migration),
         ]
     }
 }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use async_graphql::Context;
 use uuid::Uuid;
 
-use super::Role;
+use super::{Role, service::IssuedSession};
 use crate::{
     app::AppState,
     graphql::{ApiError, ErrorCode, RequestMeta},
@@ -157,6 +157,56 @@ pub async fn verify_token(state: &AppState, token: &str) -> Auth {
 }
 
 /// The token of an `Authorization: Bearer <token>` value; `None` for any other scheme.
+fn secure_cookies(state: &AppState) -> bool {
+    state
+        .config
+        .identity
+        .cookie_secure
+        .unwrap_or_else(|| state.config.public_url().scheme() == "https")
+}
+
+/// A `Set-Cookie` value for one of our HttpOnly, SameSite=Lax cookies.
+pub fn cookie_header(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+) -> String {
+    let secure = if secure_cookies(state) {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// The two session cookies for a new session. The refresh cookie only travels to the
+/// GraphQL endpoint.
+pub fn session_cookies(state: &AppState, issued: &IssuedSession) -> [String; 2] {
+    let now = chrono::Utc::now();
+    let access_age = (issued.access_expires_at - now).num_seconds().max(0);
+    let refresh_age = (issued.refresh_expires_at - now).num_seconds().max(0);
+    [
+        cookie_header(state, ACCESS_COOKIE, &issued.access_token, "/", access_age),
+        cookie_header(
+            state,
+            REFRESH_COOKIE,
+            &issued.refresh_token,
+            "/graphql",
+            refresh_age,
+        ),
+    ]
+}
+
+/// Headers that delete both session cookies.
+pub fn cleared_session_cookies(state: &AppState) -> [String; 2] {
+    [
+        cookie_header(state, ACCESS_COOKIE, "", "/", 0),
+        cookie_header(state, REFRESH_COOKIE, "", "/graphql", 0),
+    ]
+}
+
 pub fn bearer_token(header: &str) -> Option<&str> {
     header
         .strip_prefix("Bearer ")
@@ -191,6 +241,15 @@ pub trait AuthContextExt {
     fn admin(&self) -> Result<Admin<'_>, ApiError>;
     /// The viewer, if any (anonymous access allowed).
     fn viewer_opt(&self) -> Option<&Viewer>;
+    /// The viewer if they are `owner` or an admin; FORBIDDEN otherwise.
+    fn owner_or_admin(&self, owner: Uuid) -> Result<&Viewer, ApiError> {
+        let viewer = self.viewer()?;
+        if viewer.user_id == owner || viewer.role == Role::Admin {
+            Ok(viewer)
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
 }
 
 impl AuthContextExt for Context<'_> {

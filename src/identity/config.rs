@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use url::Url;
+
 use crate::config::{ConfigError, HumanDuration, Secret};
 
 #[derive(Debug, Clone, Args)]
@@ -101,6 +103,76 @@ pub struct IdentityConfig {
         default_value_t = 5
     )]
     pub login_rate_limit_per_email: u32,
+
+    /// Discord OAuth2 application id. Discord sign-in is on when this and the secret are set.
+    #[arg(long, env = "DISCORD_CLIENT_ID", value_name = "DISCORD_CLIENT_ID")]
+    pub discord_client_id: Option<String>,
+
+    #[arg(
+        long,
+        env = "DISCORD_CLIENT_SECRET",
+        value_name = "DISCORD_CLIENT_SECRET"
+    )]
+    pub discord_client_secret: Option<Secret>,
+
+    /// Base of Discord's web and API endpoints (`/oauth2/authorize`, `/api/oauth2/token`,
+    /// `/api/users/@me`).
+    #[arg(
+        long,
+        env = "DISCORD_URL",
+        value_name = "DISCORD_URL",
+        default_value = "https://discord.com"
+    )]
+    pub discord_url: Url,
+
+    /// Google OAuth client id. Google sign-in is on when this and the secret are set.
+    #[arg(long, env = "GOOGLE_CLIENT_ID", value_name = "GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+
+    #[arg(
+        long,
+        env = "GOOGLE_CLIENT_SECRET",
+        value_name = "GOOGLE_CLIENT_SECRET"
+    )]
+    pub google_client_secret: Option<Secret>,
+
+    /// OpenID Connect issuer for the `google` provider (any issuer with discovery works).
+    #[arg(
+        long,
+        env = "GOOGLE_ISSUER_URL",
+        value_name = "GOOGLE_ISSUER_URL",
+        default_value = "https://accounts.google.com"
+    )]
+    pub google_issuer_url: Url,
+
+    /// GitHub OAuth app client id. GitHub sign-in is on when this and the secret are set.
+    #[arg(long, env = "GITHUB_CLIENT_ID", value_name = "GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+
+    #[arg(
+        long,
+        env = "GITHUB_CLIENT_SECRET",
+        value_name = "GITHUB_CLIENT_SECRET"
+    )]
+    pub github_client_secret: Option<Secret>,
+
+    /// Base of GitHub's web endpoints (`/login/oauth/authorize`, `/login/oauth/access_token`).
+    #[arg(
+        long,
+        env = "GITHUB_URL",
+        value_name = "GITHUB_URL",
+        default_value = "https://github.com"
+    )]
+    pub github_url: Url,
+
+    /// Base of GitHub's REST API (`/user`, `/user/emails`).
+    #[arg(
+        long,
+        env = "GITHUB_API_URL",
+        value_name = "GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: Url,
 }
 
 impl IdentityConfig {
@@ -154,6 +226,39 @@ impl IdentityConfig {
         }
         if self.login_rate_limit_per_ip == 0 || self.login_rate_limit_per_email == 0 {
             return err("LOGIN_RATE_LIMIT_PER_IP", "rate limits must be at least 1");
+        }
+        for (variable, id, secret, url) in [
+            (
+                "DISCORD_CLIENT_ID",
+                &self.discord_client_id,
+                &self.discord_client_secret,
+                &self.discord_url,
+            ),
+            (
+                "GOOGLE_CLIENT_ID",
+                &self.google_client_id,
+                &self.google_client_secret,
+                &self.google_issuer_url,
+            ),
+            (
+                "GITHUB_CLIENT_ID",
+                &self.github_client_id,
+                &self.github_client_secret,
+                &self.github_url,
+            ),
+        ] {
+            if id.is_some() != secret.is_some() {
+                return err(
+                    variable,
+                    "set both the client id and its secret, or neither",
+                );
+            }
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return err(variable, "the provider's URL must be http:// or https://");
+            }
+        }
+        if !matches!(self.github_api_url.scheme(), "http" | "https") {
+            return err("GITHUB_API_URL", "must be an http:// or https:// URL");
         }
         for email in &self.admin_emails {
             if !email.contains('@') {

@@ -40,6 +40,8 @@ pub mod identity {
         pub subject: String,
         pub email: Option<String>,
         pub email_verified: bool,
+        /// The provider's username (Discord username, GitHub login), when it has one.
+        pub username: Option<String>,
         pub last_login_at: DateTimeUtc,
         pub created_at: DateTimeUtc,
     }

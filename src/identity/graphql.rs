@@ -8,9 +8,11 @@ use uuid::Uuid;
 
 use super::{
     Role,
-    auth::{ACCESS_COOKIE, AuthContextExt, REFRESH_COOKIE, cookie},
+    auth::{AuthContextExt, REFRESH_COOKIE, cleared_session_cookies, cookie, session_cookies},
     codes,
-    entity::{session, user},
+    entity::{identity, session, user},
+    external,
+    oauth::AuthProviderKind,
     service::{self, IssuedSession, Registration},
 };
 use crate::{
@@ -98,12 +100,19 @@ impl User {
         Ok(self.row(ctx).await?.created_at)
     }
 
+    /// Linked sign-in providers, oldest first. The user themself or admins only.
+    async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<LinkedIdentity>> {
+        ctx.owner_or_admin(self.id)?;
+        let state = ctx.data::<AppState>()?;
+        let rows = external::identities_of(state, self.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(LinkedIdentity).collect())
+    }
+
     /// Signed-in sessions (devices), newest first. The user themself or admins only.
     async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
-        let viewer = ctx.viewer()?;
-        if viewer.user_id != self.id && viewer.role != Role::Admin {
-            return Err(ApiError::forbidden().into());
-        }
+        let viewer = ctx.owner_or_admin(self.id)?;
         let state = ctx.data::<AppState>()?;
         let rows = service::active_sessions(state, self.id)
             .await
@@ -116,6 +125,48 @@ impl User {
             })
             .collect())
     }
+}
+
+/// A sign-in provider account linked to a user.
+pub struct LinkedIdentity(identity::Model);
+
+#[Object(name = "Identity")]
+impl LinkedIdentity {
+    async fn provider(&self) -> Option<AuthProviderKind> {
+        AuthProviderKind::parse(&self.0.provider)
+    }
+
+    /// The address the provider reported, verified or not.
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+
+    async fn email_verified(&self) -> bool {
+        self.0.email_verified
+    }
+
+    /// The provider's username (Discord username, GitHub login).
+    async fn username(&self) -> Option<&str> {
+        self.0.username.as_deref()
+    }
+
+    async fn linked_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn last_login_at(&self) -> DateTime<Utc> {
+        self.0.last_login_at
+    }
+}
+
+/// A configured way to sign in with another service.
+#[derive(SimpleObject)]
+pub struct AuthProvider {
+    kind: AuthProviderKind,
+    /// Name to show on the button.
+    name: &'static str,
+    /// Where the browser goes to start (`GET`; add `redirect_to` for where to come back).
+    login_url: String,
 }
 
 /// A signed-in device: one refresh-token family.
@@ -188,56 +239,15 @@ fn parse_id(id: &ID, what: &'static str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found(what))
 }
 
-fn secure_cookies(state: &AppState) -> bool {
-    state
-        .config
-        .identity
-        .cookie_secure
-        .unwrap_or_else(|| state.config.public_url().scheme() == "https")
-}
-
-fn set_cookie(
-    ctx: &Context<'_>,
-    state: &AppState,
-    name: &str,
-    value: &str,
-    path: &str,
-    max_age: i64,
-) {
-    let secure = if secure_cookies(state) {
-        "; Secure"
-    } else {
-        ""
-    };
-    ctx.append_http_header(
-        "set-cookie",
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"),
-    );
+fn set_cookie(ctx: &Context<'_>, header: String) {
+    ctx.append_http_header("set-cookie", header);
 }
 
 /// Hands the session to the client: the payload, and cookies for browsers.
 fn deliver(ctx: &Context<'_>, state: &AppState, issued: IssuedSession) -> AuthPayload {
-    let access_age = (issued.access_expires_at - Utc::now()).num_seconds().max(0);
-    let refresh_age = (issued.refresh_expires_at - Utc::now())
-        .num_seconds()
-        .max(0);
-    set_cookie(
-        ctx,
-        state,
-        ACCESS_COOKIE,
-        &issued.access_token,
-        "/",
-        access_age,
-    );
-    // The refresh cookie only travels to the GraphQL endpoint.
-    set_cookie(
-        ctx,
-        state,
-        REFRESH_COOKIE,
-        &issued.refresh_token,
-        "/graphql",
-        refresh_age,
-    );
+    for header in session_cookies(state, &issued) {
+        set_cookie(ctx, header);
+    }
     AuthPayload {
         user: User::loaded(issued.user),
         access_token: issued.access_token,
@@ -247,8 +257,9 @@ fn deliver(ctx: &Context<'_>, state: &AppState, issued: IssuedSession) -> AuthPa
 }
 
 fn clear_cookies(ctx: &Context<'_>, state: &AppState) {
-    set_cookie(ctx, state, ACCESS_COOKIE, "", "/", 0);
-    set_cookie(ctx, state, REFRESH_COOKIE, "", "/graphql", 0);
+    for header in cleared_session_cookies(state) {
+        set_cookie(ctx, header);
+    }
 }
 
 #[derive(Default)]
@@ -264,6 +275,24 @@ impl IdentityQuery {
             Err(err) if err.reason.is_none() => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Sign-in providers that are configured, with the URL that starts each.
+    async fn auth_providers(&self, ctx: &Context<'_>) -> Result<Vec<AuthProvider>> {
+        let state = ctx.data::<AppState>()?;
+        let base = state.config.public_url();
+        let base = base.as_str().trim_end_matches('/');
+        Ok(state
+            .identity
+            .providers
+            .configured()
+            .into_iter()
+            .map(|kind| AuthProvider {
+                kind,
+                name: kind.label(),
+                login_url: format!("{base}/auth/{}/login", kind.slug()),
+            })
+            .collect())
     }
 }
 
@@ -459,6 +488,17 @@ impl IdentityMutation {
             .await
             .map_err(ApiError::from)?;
         Ok(true)
+    }
+
+    /// Removes a linked provider. Refused when it is the only way left to sign in.
+    async fn unlink_identity(&self, ctx: &Context<'_>, provider: AuthProviderKind) -> Result<User> {
+        let state = ctx.data::<AppState>()?;
+        let meta = ctx.data::<RequestMeta>()?;
+        let viewer = ctx.viewer()?;
+        let user = external::unlink(state, viewer, provider, meta)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(User::loaded(user))
     }
 
     /// Admin: changes a user's role (audited). Their sessions end so the change holds at once.

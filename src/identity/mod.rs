@@ -14,8 +14,10 @@ pub mod auth;
 pub mod codes;
 pub mod config;
 pub mod entity;
+pub mod external;
 pub mod graphql;
 pub mod http;
+pub mod oauth;
 pub mod password;
 pub mod service;
 pub mod tokens;
@@ -51,6 +53,7 @@ pub struct Identity {
     pub keys: tokens::AuthKeys,
     pub passwords: password::Passwords,
     pub verified: tokens::VerifiedCache,
+    pub providers: oauth::Providers,
     /// Sessions used since the last flush of `sessions.last_used_at`.
     touched: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
@@ -61,6 +64,7 @@ impl Identity {
             keys: tokens::AuthKeys::load(&config.identity, &config.data_dir)?,
             passwords: password::Passwords::new(&config.identity)?,
             verified: tokens::VerifiedCache::new(),
+            providers: oauth::Providers::new(&config.identity)?,
             touched: Default::default(),
         })
     }

@@ -52,6 +52,11 @@ pub enum IdentityError {
     NotFound(&'static str),
     #[error("{0}")]
     Refused(&'static str),
+    #[error("{message}")]
+    Conflict {
+        reason: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Db(#[from] DbErr),
     #[error(transparent)]
@@ -82,6 +87,7 @@ impl From<IdentityError> for ApiError {
                 ApiError::new(ErrorCode::Forbidden, "you are not allowed to do this")
                     .with_reason(reason)
             }
+            IdentityError::Conflict { reason, message } => ApiError::conflict(reason, message),
             IdentityError::Db(e) => e.into(),
             IdentityError::Kv(e) => e.into(),
             IdentityError::Internal(e) => ApiError::internal(format!("{e:#}")),
@@ -89,7 +95,7 @@ impl From<IdentityError> for ApiError {
     }
 }
 
-type Result<T> = std::result::Result<T, IdentityError>;
+pub(super) type Result<T> = std::result::Result<T, IdentityError>;
 
 fn invalid(reason: &'static str, message: impl Into<String>) -> IdentityError {
     IdentityError::InvalidInput {
@@ -143,7 +149,7 @@ pub fn normalize_email(email: &str) -> Result<String> {
     Ok(email)
 }
 
-fn check_username(username: &str) -> Result<String> {
+pub(super) fn check_username(username: &str) -> Result<String> {
     let username = username.trim();
     let ok = (3..=32).contains(&username.len())
         && username
@@ -190,7 +196,7 @@ async fn limit(state: &AppState, key: String, per_minute: u32) -> Result<()> {
     }
 }
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
@@ -265,7 +271,7 @@ async fn rotate_into(
 }
 
 /// The role an account should have now: admins stay admins; ADMIN_EMAILS promote.
-fn role_for(state: &AppState, email: Option<&str>, current: Role) -> Role {
+pub(super) fn role_for(state: &AppState, email: Option<&str>, current: Role) -> Role {
     match email {
         Some(email) if state.config.identity.is_admin_email(email) => Role::Admin,
         _ => current,

@@ -268,9 +268,14 @@ impl TokenError {
 
 /// A new random refresh token.
 pub fn new_refresh_token() -> String {
-    let mut bytes = [0u8; 32];
+    format!("{REFRESH_PREFIX}{}", random_urlsafe(32))
+}
+
+/// `len` random bytes from the OS, base64url without padding.
+pub fn random_urlsafe(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Whether `token` has the shape of a refresh token (so garbage is refused before any I/O).

@@ -249,7 +249,11 @@ impl TestApp {
 
     /// A second instance sharing this one's database, kv namespace and keys.
     pub async fn spawn_peer(&self) -> TestApp {
-        let mut builder = Self::builder();
+        self.spawn_peer_with(Self::builder()).await
+    }
+
+    /// [`TestApp::spawn_peer`] with `builder`'s other settings.
+    pub async fn spawn_peer_with(&self, mut builder: TestAppBuilder) -> TestApp {
         builder.database_url = Some(self.database_url.clone());
         builder.kv_prefix = Some(self.kv_prefix.clone());
         // Same keys, as instances of one deployment have.
@@ -597,6 +601,7 @@ impl BinaryServer {
         let mut command = tessera_command(dir.path());
         command
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
             .stderr(log.try_clone().unwrap());
         for (key, value) in envs {
@@ -651,4 +656,119 @@ impl BinaryServer {
         assert!(status.success(), "{status:?}");
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+}
+
+/// A browser stand-in for redirect flows: follows no redirect by itself, and keeps cookies
+/// per host and path (`Max-Age=0` deletes), sending them as a browser would.
+pub struct Browser {
+    client: reqwest::Client,
+    jar: std::sync::Mutex<Vec<JarCookie>>,
+}
+
+#[derive(Debug, Clone)]
+struct JarCookie {
+    host: String,
+    path: String,
+    name: String,
+    value: String,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+            jar: Default::default(),
+        }
+    }
+
+    /// `GET url` with the cookies that apply; remembers those set by the answer.
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let parsed = Url::parse(url).expect("an absolute URL");
+        let host = parsed.host_str().unwrap_or("").to_owned();
+        let cookies: Vec<String> = self
+            .jar
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.host == host && parsed.path().starts_with(&c.path))
+            .map(|c| format!("{}={}", c.name, c.value))
+            .collect();
+        let mut request = self.client.get(url);
+        if !cookies.is_empty() {
+            request = request.header("cookie", cookies.join("; "));
+        }
+        let response = request.send().await.expect("GET");
+        for header in response.headers().get_all("set-cookie") {
+            self.store(&host, header.to_str().expect("ASCII cookie"));
+        }
+        response
+    }
+
+    fn store(&self, host: &str, header: &str) {
+        let mut parts = header.split(';').map(str::trim);
+        let (name, value) = parts
+            .next()
+            .and_then(|nv| nv.split_once('='))
+            .expect("name=value");
+        let mut path = "/".to_owned();
+        let mut delete = false;
+        for attr in parts {
+            if let Some(p) = attr.strip_prefix("Path=") {
+                path = p.to_owned();
+            }
+            if attr == "Max-Age=0" {
+                delete = true;
+            }
+        }
+        let mut jar = self.jar.lock().unwrap();
+        jar.retain(|c| !(c.host == host && c.name == name && c.path == path));
+        if !delete {
+            jar.push(JarCookie {
+                host: host.to_owned(),
+                path,
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+        }
+    }
+
+    /// The value of cookie `name` held for `host`, if any.
+    pub fn cookie(&self, host: &str, name: &str) -> Option<String> {
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|c| c.host == host && c.name == name)
+            .map(|c| c.value.clone())
+    }
+
+    /// Sets a cookie as if a page had (for tests that start signed in).
+    pub fn set_cookie(&self, host: &str, name: &str, value: &str) {
+        self.store(host, &format!("{name}={value}; Path=/"));
+    }
+}
+
+/// The `Location` of a redirect, resolved against the URL that answered.
+pub fn location(response: &reqwest::Response) -> String {
+    assert!(
+        response.status().is_redirection(),
+        "expected a redirect, got {}",
+        response.status()
+    );
+    let raw = response.headers()["location"].to_str().expect("ASCII");
+    response
+        .url()
+        .join(raw)
+        .expect("a valid Location")
+        .to_string()
 }

@@ -209,6 +209,18 @@ async fn login_with_code(app: &TestApp, email: &str, code: &str) -> Value {
     .await
 }
 
+/// Signs in (or up) with a mailed code, which proves the address.
+pub async fn sign_in_with_code(app: &TestApp, email: &str) -> Session {
+    assert_eq!(
+        request_code(app, email).await["data"]["requestLoginCode"],
+        true
+    );
+    let code = code_in(mails_to(app, email).last().expect("a code mail"));
+    let body = login_with_code(app, email, &code).await;
+    assert!(body["errors"].is_null(), "{body}");
+    Session::from_payload(&body["data"]["loginWithCode"])
+}
+
 #[tokio::test]
 async fn login_codes_create_accounts_and_die_after_five_wrong_tries() {
     let app = TestApp::spawn().await;

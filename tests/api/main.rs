@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod identity;
 mod identity_codes;
+mod identity_oauth;
 mod kv;
 mod mail;
 mod redis_outage;

@@ -5,16 +5,26 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::BinaryServer;
+use tessera_fakes::oauth::{FakeAccount, Flavor, OAuthFake};
+
+use crate::helpers::{BinaryServer, Browser, location};
+
+const CLIENT_SECRET: &str = "google-client-secret-31337";
 
 const PASSWORD: &str = "saffron-quartz-lantern-17";
 const EMAIL: &str = "secretive.person@example.com";
 
 #[tokio::test]
 async fn credentials_never_reach_logs_or_errors() {
+    let google = OAuthFake::start(Flavor::Oidc, "127.0.0.1:0", "google-id", CLIENT_SECRET)
+        .await
+        .unwrap();
     let server = BinaryServer::start(&[
         ("RUST_LOG", "debug".to_owned()),
         ("MAIL_TRANSPORT", "memory".to_owned()),
+        ("GOOGLE_CLIENT_ID", "google-id".to_owned()),
+        ("GOOGLE_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("GOOGLE_ISSUER_URL", google.url()),
     ])
     .await;
     let mut seen = Vec::new();
@@ -88,7 +98,37 @@ async fn credentials_never_reach_logs_or_errors() {
             .await
             .unwrap(),
     );
+    // A provider sign-in: its code, state and the session it yields stay out of the logs.
+    google.sign_in_as(FakeAccount::new(
+        "g-1",
+        "provider.person@example.com",
+        "provider",
+    ));
+    let browser = Browser::new();
+    let start = browser
+        .get(&format!("{}/auth/google/login", server.base))
+        .await;
+    let consent = browser.get(&location(&start)).await;
+    let callback = location(&consent);
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status(), 303);
+    let provider_session = browser
+        .cookie("127.0.0.1", "tsr_access")
+        .expect("signed in");
+    let provider_refresh = browser
+        .cookie("127.0.0.1", "tsr_refresh")
+        .expect("signed in");
+
     let logs = server.stop().await;
+    assert!(
+        logs.contains("signed in with a provider"),
+        "the provider sign-in was logged:\n{logs}"
+    );
     assert!(
         logs.contains("user registered"),
         "debug logs were captured:\n{logs}"
@@ -102,6 +142,12 @@ async fn credentials_never_reach_logs_or_errors() {
         &access,
         &refresh,
         &refreshed_token,
+        CLIENT_SECRET,
+        &query["code"],
+        &query["state"],
+        &provider_session,
+        &provider_refresh,
+        "provider.person@example.com",
     ] {
         assert!(
             !logs.contains(secret),

@@ -1,35 +1,63 @@
-//! `tessera-fakes <name> --listen 127.0.0.1:PORT`: runs one fake until interrupted and
-//! prints `ready <base url>` once it accepts connections.
+//! `tessera-fakes <name> --listen 127.0.0.1:PORT [options]`: runs one fake until interrupted
+//! and prints `ready <base url>` once it accepts connections.
+//!
+//! - `smtp`
+//! - `google` (any OpenID Connect issuer), `discord`, `github`, each with
+//!   `--client-id ID --client-secret SECRET`; `POST /_control/user` sets the account the
+//!   consent screen approves as, `POST /_control/deny` refuses the next one.
 
 use std::process::ExitCode;
+
+use tessera_fakes::oauth::{Flavor, OAuthFake};
+
+const USAGE: &str = "usage: tessera-fakes smtp [--listen 127.0.0.1:PORT]
+       tessera-fakes google|discord|github [--listen 127.0.0.1:PORT] --client-id ID --client-secret SECRET";
+
+fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn cannot_listen(listen: &str, e: std::io::Error) -> ExitCode {
+    eprintln!("error: cannot listen on {listen}: {e}");
+    ExitCode::FAILURE
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let listen = args
-        .iter()
-        .position(|a| a == "--listen")
-        .and_then(|i| args.get(i + 1))
-        .map_or("127.0.0.1:0", String::as_str);
-    match args.first().map(String::as_str) {
-        Some("smtp") => {
-            let fake = match tessera_fakes::smtp::SmtpFake::start(listen).await {
-                Ok(fake) => fake,
-                Err(e) => {
-                    eprintln!("error: cannot listen on {listen}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("ready {}", fake.url());
-            let _ = tokio::signal::ctrl_c().await;
-            for message in fake.received() {
-                eprintln!("received mail from {} to {:?}", message.from, message.to);
-            }
-            ExitCode::SUCCESS
+    let listen = option(&args, "--listen").unwrap_or("127.0.0.1:0");
+    let name = args.first().map(String::as_str).unwrap_or("");
+    if name == "smtp" {
+        let fake = match tessera_fakes::smtp::SmtpFake::start(listen).await {
+            Ok(fake) => fake,
+            Err(e) => return cannot_listen(listen, e),
+        };
+        println!("ready {}", fake.url());
+        let _ = tokio::signal::ctrl_c().await;
+        for message in fake.received() {
+            eprintln!("received mail from {} to {:?}", message.from, message.to);
         }
-        _ => {
-            eprintln!("usage: tessera-fakes smtp [--listen 127.0.0.1:PORT]");
-            ExitCode::from(2)
-        }
+        return ExitCode::SUCCESS;
     }
+    let Some(flavor) = Flavor::parse(name) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let (Some(id), Some(secret)) = (
+        option(&args, "--client-id"),
+        option(&args, "--client-secret"),
+    ) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let fake = match OAuthFake::start(flavor, listen, id, secret).await {
+        Ok(fake) => fake,
+        Err(e) => return cannot_listen(listen, e),
+    };
+    println!("ready {}", fake.url());
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
 }
