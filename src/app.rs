@@ -79,6 +79,10 @@ impl Application {
             db.migrate_up().await?;
             tracing::info!("migrations applied");
         }
+        if let Err(e) = crate::wallet::service::ensure_system_accounts(db.conn()).await {
+            // Not fatal: the first transfer that needs one opens it.
+            tracing::warn!(error = %e, "could not open the system accounts");
+        }
         let kv = kv::connect(&config).await?;
         tracing::info!(backend = kv.backend(), "kv store connected");
 
@@ -125,6 +129,10 @@ impl Application {
         let routes = routes(&state, schema);
         let relay = tokio::spawn(crate::identity::auth::relay_revocations(state.clone()));
         let flusher = tokio::spawn(crate::identity::run_last_used_flusher(state.clone()));
+        let sweeper = tokio::spawn(crate::wallet::service::run_expiry_sweeper(
+            state.clone(),
+            std::time::Duration::from_secs(15),
+        ));
         let grace = state.config.shutdown_timeout.0;
         tracing::info!(addr = %local_addr, public_url = %state.config.public_url(), "serving");
 
@@ -154,6 +162,7 @@ impl Application {
         }
         let _ = relay.await;
         let _ = flusher.await;
+        let _ = sweeper.await;
         state.kv.shutdown().await;
         state.db.clone().close().await;
         tracing::info!("stopped");

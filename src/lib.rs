@@ -11,6 +11,7 @@ pub mod config;
 pub mod graphql;
 pub mod identity;
 pub mod platform;
+pub mod wallet;
 
 pub use app::{AppState, Application};
 pub use config::Config;

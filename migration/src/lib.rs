@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_audit_log;
 mod m20261125_000002_create_identity;
 mod m20261125_000003_identity_profiles;
+mod m20261125_000004_create_wallet;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_audit_log::Migration),
             Box::new(m20261125_000002_create_identity::Migration),
             Box::new(m20261125_000003_identity_profiles::Migration),
+            Box::new(m20261125_000004_create_wallet::Migration),
         ]
     }
 }

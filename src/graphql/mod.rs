@@ -9,10 +9,11 @@ pub mod cache;
 pub mod error;
 pub mod http;
 pub mod observe;
+pub mod pagination;
 pub mod ws;
 
 use async_graphql::{
-    Context, EmptySubscription, MergedObject, Object, Schema, SchemaBuilder, SimpleObject,
+    Context, MergedObject, MergedSubscription, Object, Schema, SchemaBuilder, SimpleObject,
 };
 use chrono::{DateTime, Utc};
 
@@ -20,7 +21,11 @@ pub use error::{ApiError, ErrorCode};
 
 use crate::{
     app::AppState,
-    identity::graphql::{IdentityMutation, IdentityQuery},
+    identity::{
+        auth::AuthContextExt,
+        graphql::{IdentityMutation, IdentityQuery},
+    },
+    wallet::graphql::{WalletAdminQuery, WalletMutation, WalletSubscription},
 };
 
 /// What every resolver may ask of the request that carried it.
@@ -70,12 +75,29 @@ impl PlatformQuery {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(PlatformQuery, IdentityQuery);
+pub struct Query(PlatformQuery, IdentityQuery, AdminRoot);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(IdentityMutation);
-/// Subscriptions arrive with the first domain that has one.
-pub type Subscription = EmptySubscription;
+pub struct Mutation(IdentityMutation, WalletMutation);
+
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(WalletSubscription);
+
+/// Everything only admins may read, one field per domain.
+#[derive(MergedObject, Default)]
+pub struct AdminQuery(WalletAdminQuery);
+
+#[derive(Default)]
+pub struct AdminRoot;
+
+#[Object]
+impl AdminRoot {
+    /// Admin-only reads (FORBIDDEN for everyone else).
+    async fn admin(&self, ctx: &Context<'_>) -> async_graphql::Result<AdminQuery> {
+        ctx.admin()?;
+        Ok(AdminQuery::default())
+    }
+}
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

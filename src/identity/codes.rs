@@ -412,9 +412,11 @@ pub async fn login_with_code(
             } else {
                 Role::User
             };
-            service::verified_user(&email, username, role, None)
+            let user = service::verified_user(&email, username, role, None)
                 .insert(&txn)
-                .await?
+                .await?;
+            crate::wallet::service::open_user_account(&txn, user.id).await?;
+            user
         }
     };
     let issued = service::issue_in(state, &txn, user, meta).await?;

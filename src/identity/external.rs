@@ -325,6 +325,7 @@ async fn provision(
     .insert(conn)
     .await?;
     identity_row(user.id, profile).insert(conn).await?;
+    crate::wallet::service::open_user_account(conn, user.id).await?;
     tracing::info!(user.id = %user.id, "account created by external sign-in");
     Ok(user)
 }

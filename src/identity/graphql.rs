@@ -100,6 +100,12 @@ impl User {
         Ok(self.row(ctx).await?.created_at)
     }
 
+    /// Coins. The user themself or admins only.
+    async fn wallet(&self, ctx: &Context<'_>) -> Result<crate::wallet::graphql::Wallet> {
+        ctx.owner_or_admin(self.id)?;
+        Ok(crate::wallet::graphql::Wallet::of(self.id))
+    }
+
     /// Linked sign-in providers, oldest first. The user themself or admins only.
     async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<LinkedIdentity>> {
         ctx.owner_or_admin(self.id)?;

@@ -339,6 +339,7 @@ pub async fn register(
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => IdentityError::EmailTaken,
         _ => IdentityError::Db(e),
     })?;
+    crate::wallet::service::open_user_account(&txn, user.id).await?;
     let issued = issue_in(state, &txn, user, meta).await?;
     txn.commit().await?;
     tracing::info!(user.id = %issued.user.id, "user registered");
@@ -729,6 +730,7 @@ pub async fn create_admin(
             let user = verified_user(&email, username, Role::Admin, hash)
                 .insert(&txn)
                 .await?;
+            crate::wallet::service::open_user_account(&txn, user.id).await?;
             (user, true)
         }
     };

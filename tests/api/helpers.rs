@@ -355,6 +355,21 @@ impl TestApp {
             .map(|(ws, _)| ws)
     }
 
+    /// Opens a `graphql-transport-ws` connection signed in with `access`, acknowledged.
+    pub async fn ws_signed_in(&self, access: &str) -> Ws {
+        let mut ws = self
+            .ws_connect("graphql-transport-ws", None)
+            .await
+            .expect("WebSocket connects");
+        ws_send(
+            &mut ws,
+            json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {access}")}}),
+        )
+        .await;
+        assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+        ws
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();

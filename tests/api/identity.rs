@@ -625,22 +625,11 @@ async fn websocket_connections_authenticate_in_connection_init() {
     assert!(ws_next(&mut ws).await["payload"]["data"]["me"].is_null());
 }
 
-async fn open_signed_in(app: &TestApp, access: &str) -> crate::helpers::Ws {
-    let mut ws = app.ws_connect("graphql-transport-ws", None).await.unwrap();
-    ws_send(
-        &mut ws,
-        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {access}")}}),
-    )
-    .await;
-    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
-    ws
-}
-
 #[tokio::test]
 async fn a_revoked_session_closes_its_websockets_on_every_instance() {
     let app = TestApp::spawn().await;
     let session = app.register("rex@example.com", "rexy").await;
-    let mut ws = open_signed_in(&app, &session.access).await;
+    let mut ws = app.ws_signed_in(&session.access).await;
     app.graphql_as(&session.access, "mutation { logout }", json!({}))
         .await;
     let (code, reason) = ws_close_code(&mut ws, Duration::from_secs(5)).await;
@@ -657,7 +646,7 @@ async fn a_revoked_session_closes_its_websockets_on_every_instance() {
     let peer = app.spawn_peer().await;
     let again =
         Session::from_payload(&app.login("rex@example.com", PASSWORD).await["data"]["login"]);
-    let mut ws = open_signed_in(&app, &again.access).await;
+    let mut ws = app.ws_signed_in(&again.access).await;
     let body = peer
         .graphql_as(&again.access, "mutation { logout }", json!({}))
         .await;

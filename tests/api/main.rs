@@ -15,4 +15,5 @@ mod schema;
 mod secrets;
 mod shutdown;
 mod telemetry;
+mod wallet;
 mod websocket;
