@@ -53,6 +53,7 @@ pub struct AppStateInner {
     /// Origins a browser may call from (PUBLIC_URL's and CORS_ALLOWED_ORIGINS).
     pub allowed_origins: Arc<Vec<String>>,
     pub identity: Arc<crate::identity::Identity>,
+    pub access: Arc<crate::access::AccessState>,
     pub mailer: Arc<crate::platform::mail::Mailer>,
     /// Session revocations seen by this instance, for open WebSockets.
     pub revocations: tokio::sync::broadcast::Sender<crate::identity::auth::Revocation>,
@@ -87,8 +88,10 @@ impl Application {
         tracing::info!(backend = kv.backend(), "kv store connected");
 
         let identity = Arc::new(crate::identity::Identity::new(&config)?);
+        let access = Arc::new(crate::access::AccessState::new(&config)?);
         let state = AppState(Arc::new(AppStateInner {
             identity,
+            access,
             mailer: Arc::new(crate::platform::mail::Mailer::new(&config.mail)?),
             revocations: tokio::sync::broadcast::channel(1024).0,
             metrics: Metrics::new(&config)?,
@@ -129,6 +132,11 @@ impl Application {
         let routes = routes(&state, schema);
         let relay = tokio::spawn(crate::identity::auth::relay_revocations(state.clone()));
         let flusher = tokio::spawn(crate::identity::run_last_used_flusher(state.clone()));
+        let access_relay = tokio::spawn(crate::access::service::relay_revocations(state.clone()));
+        let access_flusher = tokio::spawn(crate::access::service::run_last_used_flusher(
+            state.clone(),
+            state.config.identity.session_touch_interval.0,
+        ));
         let sweeper = tokio::spawn(crate::wallet::service::run_expiry_sweeper(
             state.clone(),
             std::time::Duration::from_secs(15),
@@ -163,6 +171,8 @@ impl Application {
         let _ = relay.await;
         let _ = flusher.await;
         let _ = sweeper.await;
+        let _ = access_relay.await;
+        let _ = access_flusher.await;
         state.kv.shutdown().await;
         state.db.clone().close().await;
         tracing::info!("stopped");
@@ -172,6 +182,18 @@ impl Application {
 
 /// Every route, each wrapped with its name for metrics and spans.
 pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'static {
+    crate::access::proxy::HostSwitch {
+        host: state.config.access.access_proxy_host.clone(),
+        proxy: crate::access::proxy::ProxyEndpoint {
+            state: state.clone(),
+        }
+        .with(Observed::new("/{*path} (proxy host)", state).without_body_limit()),
+        rest: app_routes(state, schema),
+    }
+}
+
+/// The routes of the site itself (everything but proxy-host requests).
+fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'static {
     let cors = Cors::new()
         .allow_origins(state.allowed_origins.iter().map(String::as_str))
         .allow_methods(["GET", "POST", "OPTIONS"])
@@ -210,6 +232,35 @@ pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
             "/auth/:provider/callback",
             poem::get(crate::identity::http::oauth_callback)
                 .with(Observed::new("/auth/{provider}/callback", state)),
+        )
+        .at(
+            "/proxy",
+            crate::access::proxy::ProxyEndpoint {
+                state: state.clone(),
+            }
+            .with(Observed::new("/proxy", state).without_body_limit()),
+        )
+        .at(
+            "/proxy/*path",
+            crate::access::proxy::ProxyEndpoint {
+                state: state.clone(),
+            }
+            .with(Observed::new("/proxy/{*path}", state).without_body_limit()),
+        )
+        .at(
+            "/access/authenticate",
+            poem::post(crate::access::proxy::access_authenticate)
+                .with(Observed::new("/access/authenticate", state)),
+        )
+        .at(
+            "/access/status",
+            poem::get(crate::access::proxy::access_status)
+                .with(Observed::new("/access/status", state)),
+        )
+        .at(
+            "/access/logout",
+            poem::delete(crate::access::proxy::access_logout)
+                .with(Observed::new("/access/logout", state)),
         )
         .at(
             "/health",

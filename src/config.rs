@@ -373,6 +373,9 @@ pub struct Config {
     #[command(flatten)]
     pub mail: crate::platform::mail::MailConfig,
 
+    #[command(flatten)]
+    pub access: crate::access::config::AccessConfig,
+
     /// Folder for files the server writes itself (generated development keys); relative to the
     /// working directory.
     #[arg(
@@ -482,6 +485,7 @@ impl Config {
         }
         self.identity.validate()?;
         self.mail.validate()?;
+        self.access.validate()?;
         for origin in &self.cors_allowed_origins {
             let parsed = Url::parse(origin.trim());
             let ok = matches!(&parsed, Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/");

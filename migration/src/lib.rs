@@ -11,6 +11,7 @@ mod m20261125_000001_create_audit_log;
 mod m20261125_000002_create_identity;
 mod m20261125_000003_identity_profiles;
 mod m20261125_000004_create_wallet;
+mod m20261125_000005_create_access_tokens;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_identity::Migration),
             Box::new(m20261125_000003_identity_profiles::Migration),
             Box::new(m20261125_000004_create_wallet::Migration),
+            Box::new(m20261125_000005_create_access_tokens::Migration),
         ]
     }
 }

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 pub use error::{ApiError, ErrorCode};
 
+use crate::access::graphql::{AccessAdminQuery, AccessMutation, AccessQuery};
 use crate::{
     app::AppState,
     identity::{
@@ -75,17 +76,17 @@ impl PlatformQuery {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(PlatformQuery, IdentityQuery, AdminRoot);
+pub struct Query(PlatformQuery, IdentityQuery, AccessQuery, AdminRoot);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(IdentityMutation, WalletMutation);
+pub struct Mutation(IdentityMutation, WalletMutation, AccessMutation);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(WalletSubscription);
 
 /// Everything only admins may read, one field per domain.
 #[derive(MergedObject, Default)]
-pub struct AdminQuery(WalletAdminQuery);
+pub struct AdminQuery(WalletAdminQuery, AccessAdminQuery);
 
 #[derive(Default)]
 pub struct AdminRoot;

@@ -106,6 +106,18 @@ impl User {
         Ok(crate::wallet::graphql::Wallet::of(self.id))
     }
 
+    /// Bought access tokens, newest first. The user themself or admins only.
+    async fn access_tokens(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default = true)] active_only: bool,
+    ) -> Result<crate::access::graphql::AccessTokenConnection> {
+        ctx.owner_or_admin(self.id)?;
+        crate::access::graphql::connection(ctx, Some(self.id), first, after, active_only).await
+    }
+
     /// Linked sign-in providers, oldest first. The user themself or admins only.
     async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<LinkedIdentity>> {
         ctx.owner_or_admin(self.id)?;

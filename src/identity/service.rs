@@ -689,6 +689,9 @@ pub async fn disable_user(
     .await?;
     txn.commit().await?;
     revoke_families(state, user_id, None, None).await?;
+    if let Err(e) = crate::access::service::revoke_all_for_user(state, user_id).await {
+        tracing::error!(error = %e, "could not revoke a disabled user's access tokens");
+    }
     Ok(user)
 }
 

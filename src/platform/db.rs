@@ -140,6 +140,50 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 
 /// Whether `err` is a transient conflict that the same transaction may succeed at when
 /// retried: SQLite busy/locked, PostgreSQL serialization failure or deadlock.
+/// One page of a list read newest first by a time-ordered (UUID v7) id.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    /// Rows remain after this page.
+    pub has_next: bool,
+    /// Rows matching `filter`, all pages together.
+    pub total: u64,
+}
+
+/// Rows of `E` matching `filter`, newest first by `id`, strictly older than `before` when
+/// given: `first` of them, and whether more remain. Pages stay put while rows are added.
+pub async fn newest_first<E>(
+    conn: &impl sea_orm::ConnectionTrait,
+    filter: sea_orm::Condition,
+    id: E::Column,
+    first: u64,
+    before: Option<uuid::Uuid>,
+) -> Result<Page<E::Model>, DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Send + Sync,
+{
+    use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+    let total = E::find().filter(filter.clone()).count(conn).await?;
+    let filter = match before {
+        Some(before) => filter.add(id.lt(before)),
+        None => filter,
+    };
+    let mut rows = E::find()
+        .filter(filter)
+        .order_by_desc(id)
+        .limit(first + 1)
+        .all(conn)
+        .await?;
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok(Page {
+        rows,
+        has_next,
+        total,
+    })
+}
+
 pub fn is_retryable(err: &DbErr) -> bool {
     let sqlx_err = match err {
         DbErr::Exec(RuntimeErr::SqlxError(e))

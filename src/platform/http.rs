@@ -65,6 +65,7 @@ pub fn client_ip(
 pub struct Observed {
     route: &'static str,
     state: AppState,
+    body_limit: bool,
 }
 
 impl Observed {
@@ -72,7 +73,14 @@ impl Observed {
         Self {
             route,
             state: state.clone(),
+            body_limit: true,
         }
+    }
+
+    /// For routes with limits of their own (the proxy): BODY_LIMIT_BYTES does not apply.
+    pub fn without_body_limit(mut self) -> Self {
+        self.body_limit = false;
+        self
     }
 }
 
@@ -84,6 +92,7 @@ impl<E: Endpoint> Middleware<E> for Observed {
             inner,
             route: self.route,
             state: self.state.clone(),
+            body_limit: self.body_limit,
         }
     }
 }
@@ -92,6 +101,7 @@ pub struct ObservedEndpoint<E> {
     inner: E,
     route: &'static str,
     state: AppState,
+    body_limit: bool,
 }
 
 impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
@@ -143,7 +153,7 @@ impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|len| len > limit as u64);
+            .is_some_and(|len| self.body_limit && len > limit as u64);
 
         let mut response = if too_large {
             http_error(

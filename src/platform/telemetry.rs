@@ -114,6 +114,8 @@ pub struct Metrics {
     http_duration: Histogram<f64>,
     graphql_operations: Counter<u64>,
     websocket_connections: UpDownCounter<i64>,
+    access_checks: Counter<u64>,
+    proxy_requests: Counter<u64>,
 }
 
 impl Metrics {
@@ -153,6 +155,16 @@ impl Metrics {
                 .i64_up_down_counter("graphql.websocket.connections")
                 .with_description("Open GraphQL WebSocket connections")
                 .build(),
+            access_checks: meter
+                .u64_counter("access.token.checks")
+                .with_description(
+                    "Access-token revocation checks, by the level that answered and the outcome",
+                )
+                .build(),
+            proxy_requests: meter
+                .u64_counter("access.proxy.requests")
+                .with_description("Proxied requests, by protocol and outcome")
+                .build(),
             _provider: provider,
         })
     }
@@ -184,6 +196,28 @@ impl Metrics {
 
     pub fn websocket_closed(&self) {
         self.websocket_connections.add(-1, &[]);
+    }
+
+    /// `level`: memory, kv or database; `outcome`: active, revoked or unknown.
+    pub fn record_access_check(&self, level: &'static str, outcome: &'static str) {
+        self.access_checks.add(
+            1,
+            &[
+                KeyValue::new("level", level),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+
+    /// `protocol`: http or websocket; `outcome`: a refusal reason or `proxied`.
+    pub fn record_proxy(&self, protocol: &'static str, outcome: &'static str) {
+        self.proxy_requests.add(
+            1,
+            &[
+                KeyValue::new("protocol", protocol),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
     }
 
     /// The Prometheus text exposition of every instrument.

@@ -23,7 +23,7 @@ use super::entity::{account, transfer};
 use crate::{
     app::AppState,
     graphql::{ApiError, ErrorCode},
-    platform::db::is_retryable,
+    platform::db::{Page, is_retryable, newest_first},
 };
 
 /// The one asset today.
@@ -962,13 +962,6 @@ pub async fn balances(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<(i64
         .unwrap_or((0, 0)))
 }
 
-/// One page of an account's transfers, newest first.
-pub struct Page {
-    pub rows: Vec<transfer::Model>,
-    pub has_next: bool,
-    pub total: u64,
-}
-
 /// Transfers touching `account`, newest first, strictly older than `before` when given.
 pub async fn transfers_of(
     conn: &impl ConnectionTrait,
@@ -976,8 +969,8 @@ pub async fn transfers_of(
     first: u64,
     before: Option<Uuid>,
     kind: Option<TransferKind>,
-) -> Result<Page> {
-    use sea_orm::{Condition, PaginatorTrait};
+) -> Result<Page<transfer::Model>> {
+    use sea_orm::Condition;
     let mut filter = Condition::all().add(
         Condition::any()
             .add(transfer::Column::DebitAccountId.eq(account))
@@ -986,26 +979,7 @@ pub async fn transfers_of(
     if let Some(kind) = kind {
         filter = filter.add(transfer::Column::Kind.eq(kind.as_str()));
     }
-    let total = transfer::Entity::find()
-        .filter(filter.clone())
-        .count(conn)
-        .await?;
-    if let Some(before) = before {
-        filter = filter.add(transfer::Column::Id.lt(before));
-    }
-    let mut rows = transfer::Entity::find()
-        .filter(filter)
-        .order_by_desc(transfer::Column::Id)
-        .limit(first + 1)
-        .all(conn)
-        .await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
-    Ok(Page {
-        rows,
-        has_next,
-        total,
-    })
+    Ok(newest_first::<transfer::Entity>(conn, filter, transfer::Column::Id, first, before).await?)
 }
 
 /// Totals for the admin ledger view.

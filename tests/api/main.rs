@@ -1,5 +1,6 @@
 //! Integration tests: the real server on a real socket. One test binary (one link) for all.
 
+mod access;
 mod cli;
 mod database;
 mod graphql_http;

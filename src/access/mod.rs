@@ -1,0 +1,172 @@
+//! Access tokens: time-limited biscuits bought with coins that open a token-gated reverse
+//! proxy (HTTP and WebSocket) to one upstream.
+//!
+//! - Buying writes one transfer and one row in one transaction; the token is shown once.
+//! - The proxy verifies the signature offline (cached 30 s), checks revocation (this
+//!   instance's memory for ≤ 5 s, then kv, then the database), then runs the token's checks
+//!   (ours and any a holder added) against the request.
+//! - Revocation writes the database, then kv, then tells every instance over pub/sub; each
+//!   forgets its cache and closes the proxied WebSockets of that token (1008).
+
+pub mod config;
+pub mod entity;
+pub mod graphql;
+pub mod proxy;
+pub mod service;
+pub mod tokens;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+    time::Instant,
+};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// Why a proxied WebSocket was closed by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Revoked,
+    Expired,
+}
+
+/// One open proxied WebSocket.
+struct OpenSocket {
+    id: u64,
+    cancel: CancellationToken,
+}
+
+/// The access domain's long-lived parts, shared through `AppState`.
+pub struct AccessState {
+    pub keys: tokens::AccessKeys,
+    pub prices: Vec<(i32, i64)>,
+    /// token id → (active?, when learned).
+    memory: Mutex<HashMap<Uuid, (bool, Instant)>>,
+    touched: Mutex<HashSet<Uuid>>,
+    sockets: Mutex<HashMap<Uuid, Vec<OpenSocket>>>,
+    next_socket: std::sync::atomic::AtomicU64,
+    /// HTTP client for the upstream (no redirects followed, no pooling limits).
+    pub client: Option<reqwest::Client>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AccessState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let access = &config.access;
+        let client = match &access.access_proxy_upstream {
+            Some(_) => {
+                let mut builder = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(access.access_proxy_connect_timeout.0)
+                    .pool_idle_timeout(std::time::Duration::from_secs(60))
+                    .tcp_nodelay(true)
+                    .no_proxy();
+                if let Some(path) = &access.access_proxy_upstream_ca_file {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read ACCESS_PROXY_UPSTREAM_CA_FILE {}: {e}",
+                            path.display()
+                        )
+                    })?;
+                    builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+                }
+                Some(builder.build()?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            keys: tokens::AccessKeys::load(access, &config.data_dir)?,
+            prices: access.prices().map_err(anyhow::Error::msg)?,
+            memory: Mutex::default(),
+            touched: Mutex::default(),
+            sockets: Mutex::default(),
+            next_socket: std::sync::atomic::AtomicU64::new(1),
+            client,
+        })
+    }
+
+    /// What this instance learned about a token in the last few seconds.
+    fn remembered(&self, token_id: Uuid) -> Option<bool> {
+        let memory = lock(&self.memory);
+        let (active, at) = memory.get(&token_id)?;
+        service::fresh(*at).then_some(*active)
+    }
+
+    fn remember(&self, token_id: Uuid, active: bool) {
+        let mut memory = lock(&self.memory);
+        if memory.len() >= 100_000 {
+            memory.retain(|_, (_, at)| service::fresh(*at));
+        }
+        memory.insert(token_id, (active, Instant::now()));
+    }
+
+    /// A revocation reached this instance: remember it and close the token's sockets.
+    fn revoked_here(&self, token_id: Uuid) {
+        self.remember(token_id, false);
+        let sockets = lock(&self.sockets).remove(&token_id).unwrap_or_default();
+        for socket in sockets {
+            socket.cancel.cancel();
+        }
+    }
+
+    fn forget_all(&self) {
+        lock(&self.memory).clear();
+        self.keys.forget();
+    }
+
+    /// Notes that a token was used; written to the database in batches.
+    fn touch(&self, token_id: Uuid) {
+        let mut touched = lock(&self.touched);
+        if touched.len() < 100_000 {
+            touched.insert(token_id);
+        }
+    }
+
+    fn take_touched(&self) -> Vec<Uuid> {
+        lock(&self.touched).drain().collect()
+    }
+
+    /// Registers an open socket for `token_id`, unless it already has `max`. The token is
+    /// cancelled when the access token is revoked; [`Self::closed`] unregisters.
+    fn open_socket(&self, token_id: Uuid, max: usize) -> Option<(u64, CancellationToken)> {
+        let mut sockets = lock(&self.sockets);
+        let open = sockets.entry(token_id).or_default();
+        if open.len() >= max {
+            return None;
+        }
+        let id = self
+            .next_socket
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cancel = CancellationToken::new();
+        open.push(OpenSocket {
+            id,
+            cancel: cancel.clone(),
+        });
+        Some((id, cancel))
+    }
+
+    fn closed(&self, token_id: Uuid, id: u64) {
+        let mut sockets = lock(&self.sockets);
+        if let Some(open) = sockets.get_mut(&token_id) {
+            open.retain(|s| s.id != id);
+            if open.is_empty() {
+                sockets.remove(&token_id);
+            }
+        }
+    }
+
+    fn open_tokens(&self) -> Vec<Uuid> {
+        lock(&self.sockets).keys().copied().collect()
+    }
+
+    /// Open proxied WebSockets on this instance.
+    pub fn open_socket_count(&self) -> usize {
+        lock(&self.sockets).values().map(Vec::len).sum()
+    }
+}

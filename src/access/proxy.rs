@@ -1,0 +1,1031 @@
+//! The token-gated reverse proxy (`ANY /proxy/{*path}`, or every path of
+//! ACCESS_PROXY_HOST) and the cookie routes (`/access/authenticate`, `/access/status`,
+//! `/access/logout`).
+//!
+//! A request is admitted in this order: path sanity, token present, signature (cached),
+//! expiry, revocation (memory → kv → database), the token's own checks against `method`,
+//! `path`, `protocol` and `host`, then the per-token rate limit. Refusals are JSON
+//! `{"error", "message"}` and happen before any upgrade. Bodies stream both ways; the
+//! upstream never sees our credentials and gets a signed `X-Tessera-Assertion` instead.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use poem::{
+    Body, Endpoint, FromRequest, IntoResponse, Request, Response,
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    web::websocket::{CloseCode, Message as PoemMessage, WebSocket},
+};
+use serde_json::json;
+use sha2::Sha256;
+use tokio_tungstenite::tungstenite::{
+    self, Message as UpMessage, client::IntoClientRequest, protocol::CloseFrame,
+};
+use uuid::Uuid;
+
+use super::{
+    CloseReason, service,
+    tokens::{Refusal, RequestFacts, Verified},
+};
+use crate::{
+    app::AppState,
+    graphql::{RequestMeta, error::http_error},
+    identity::auth::cookie,
+    platform::kv::RateLimit,
+};
+
+/// Prefix of the proxy in path mode.
+pub const PREFIX: &str = "/proxy";
+const TOKEN_HEADER: &str = "x-access-token";
+const ASSERTION_HEADER: &str = "x-tessera-assertion";
+
+fn refusal(status: StatusCode, reason: &str, message: &str) -> Response {
+    http_error(status, reason, message)
+}
+
+fn token_refusal(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Invalid => self::refusal(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "this access token is not valid",
+        ),
+        Refusal::Expired => self::refusal(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            "this access token has expired",
+        ),
+        Refusal::Revoked => self::refusal(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "this access token was revoked",
+        ),
+        Refusal::Forbidden => self::refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden_by_token",
+            "this access token does not allow this request",
+        ),
+    }
+}
+
+fn outcome_of(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Invalid => "invalid_token",
+        Refusal::Expired => "token_expired",
+        Refusal::Revoked => "token_revoked",
+        Refusal::Forbidden => "forbidden_by_token",
+    }
+}
+
+/// Where the credential came from (so it can be stripped, and so cookie upgrades are
+/// origin-checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Header,
+    Cookie,
+    Query,
+}
+
+fn find_token(req: &Request, cookie_name: &str, websocket: bool) -> Option<(String, Source)> {
+    if let Some(value) = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some((value.trim().to_owned(), Source::Header));
+    }
+    if let Some(value) = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| cookie(c, cookie_name))
+    {
+        return Some((value.to_owned(), Source::Cookie));
+    }
+    if websocket
+        && let Some(token) = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    {
+        return Some((token, Source::Query));
+    }
+    None
+}
+
+/// Refuses `..` segments, encoded slashes and encoded dots anywhere in the path.
+fn sane_path(raw: &str) -> bool {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || raw.contains('\\')
+    {
+        return false;
+    }
+    !raw.split('/')
+        .any(|segment| segment == ".." || segment == ".")
+}
+
+/// The path the upstream sees.
+fn upstream_path(state: &AppState, req: &Request, host_mode: bool) -> String {
+    let path = req.uri().path();
+    if host_mode {
+        return path.to_owned();
+    }
+    let rest = path.strip_prefix(PREFIX).unwrap_or(path);
+    if rest.is_empty() {
+        "/".to_owned()
+    } else {
+        let _ = state;
+        rest.to_owned()
+    }
+}
+
+/// The query string minus our `token` parameter.
+fn upstream_query(req: &Request) -> Option<String> {
+    let query = req.uri().query()?;
+    let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k != "token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.len() == url::form_urlencoded::parse(query.as_bytes()).count() {
+        return Some(query.to_owned());
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    Some(
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(kept)
+            .finish(),
+    )
+}
+
+fn is_host_mode(state: &AppState, req: &Request) -> bool {
+    state
+        .config
+        .access
+        .access_proxy_host
+        .as_deref()
+        .is_some_and(|host| request_host(req).eq_ignore_ascii_case(host))
+}
+
+fn request_host(req: &Request) -> &str {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+/// A request that passed every check.
+struct Admitted {
+    verified: Verified,
+    source: Source,
+}
+
+async fn admit(
+    state: &AppState,
+    req: &Request,
+    websocket: bool,
+    path: &str,
+) -> Result<Admitted, Box<Response>> {
+    let protocol = if websocket { "websocket" } else { "http" };
+    let refuse = |outcome: &'static str, response: Response| {
+        state.metrics.record_proxy(protocol, outcome);
+        Err(Box::new(response))
+    };
+    if state.access.client.is_none() {
+        return refuse(
+            "proxy_not_configured",
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "proxy_not_configured",
+                "the access proxy has no upstream configured",
+            ),
+        );
+    }
+    if !sane_path(req.uri().path()) {
+        return refuse(
+            "bad_path",
+            refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                "this path is not allowed",
+            ),
+        );
+    }
+    let cookie_name = &state.config.access.access_proxy_cookie;
+    let Some((token, source)) = find_token(req, cookie_name, websocket) else {
+        return refuse(
+            "missing_token",
+            refusal(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "send an access token in X-Access-Token (or the cookie, or ?token= for WebSockets)",
+            ),
+        );
+    };
+    let verified = match state.access.keys.verify(&token) {
+        Ok(v) => v,
+        Err(r) => return refuse(outcome_of(r), token_refusal(r)),
+    };
+    if verified.expires_at <= SystemTime::now() {
+        return refuse("token_expired", token_refusal(Refusal::Expired));
+    }
+    if let Err(r) = service::check_active(state, verified.token_id).await {
+        return refuse(outcome_of(r), token_refusal(r));
+    }
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        path,
+        protocol,
+        host: request_host(req),
+    };
+    if let Err(r) = state.access.keys.authorize(&verified, &facts) {
+        return refuse(outcome_of(r), token_refusal(r));
+    }
+    let limit = RateLimit::new(
+        state.config.access.access_proxy_rate_limit,
+        Duration::from_secs(1),
+    );
+    match state
+        .kv
+        .rate_limit(&format!("access:rl:{}", verified.token_id), limit)
+        .await
+    {
+        Ok(decision) if !decision.allowed => {
+            let mut response = refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests with this token; slow down",
+            );
+            let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return refuse("rate_limited", response);
+        }
+        Ok(_) => {}
+        // The limiter is a guard, not the gate: an outage of kv does not stop the proxy.
+        Err(e) => tracing::debug!(error = %e, "proxy rate limit unavailable"),
+    }
+    if websocket && source == Source::Cookie {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let allowed = origin.is_some_and(|o| state.allowed_origins.iter().any(|a| a == o));
+        if !allowed {
+            return refuse(
+                "origin_not_allowed",
+                refusal(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    "a cookie-authenticated WebSocket needs an allowed Origin",
+                ),
+            );
+        }
+    }
+    state.access.touch(verified.token_id);
+    Ok(Admitted { verified, source })
+}
+
+/// `X-Tessera-Assertion`: who is asking, signed for the upstream (valid 60 s).
+pub fn assertion(
+    secret: &[u8],
+    user: Uuid,
+    token: Uuid,
+    exp: u64,
+    method: &str,
+    path: &str,
+) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(format!("{t}.{user}.{token}.{exp}.{method}.{path}").as_bytes());
+    let v1 = hex::encode(mac.finalize().into_bytes());
+    format!("t={t},uid={user},tid={token},exp={exp},v1={v1}")
+}
+
+/// Headers that never cross a proxy (RFC 9110 §7.6.1), plus those `Connection` names.
+fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ]
+    .into_iter()
+    .map(HeaderName::from_static)
+    .collect();
+    for value in headers.get_all(header::CONNECTION) {
+        if let Ok(value) = value.to_str() {
+            for name in value.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+fn strip_cookie(value: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// The headers the upstream gets: the client's, minus hop-by-hop and our credentials,
+/// plus `X-Forwarded-*` and the assertion.
+fn forward_headers(
+    state: &AppState,
+    req: &Request,
+    admitted: &Admitted,
+    path: &str,
+    host_mode: bool,
+) -> HeaderMap {
+    let incoming = req.headers();
+    let drop = hop_by_hop(incoming);
+    let mut out = HeaderMap::new();
+    for (name, value) in incoming {
+        if drop.contains(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH && req.method() == Method::GET
+            || name.as_str() == TOKEN_HEADER
+            || name.as_str() == ASSERTION_HEADER
+            || name.as_str().starts_with("x-forwarded-")
+            || name.as_str().starts_with("sec-websocket-")
+        {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(kept) = value
+                .to_str()
+                .ok()
+                .and_then(|v| strip_cookie(v, &state.config.access.access_proxy_cookie))
+                && let Ok(value) = HeaderValue::from_str(&kept)
+            {
+                out.append(header::COOKIE, value);
+            }
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    let meta = req.extensions().get::<RequestMeta>();
+    let peer: Option<IpAddr> = meta.and_then(|m| m.peer).map(|p| p.ip());
+    let trusted =
+        peer.is_some_and(|ip| state.config.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let forwarded_for = match (
+        trusted,
+        incoming
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        peer,
+    ) {
+        (true, Some(chain), Some(peer)) => format!("{chain}, {peer}"),
+        (_, _, Some(peer)) => peer.to_string(),
+        _ => String::new(),
+    };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            out.insert(HeaderName::from_static(name), value);
+        }
+    };
+    if !forwarded_for.is_empty() {
+        set("x-forwarded-for", &forwarded_for);
+    }
+    set("x-forwarded-proto", state.config.public_url().scheme());
+    if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        set("x-forwarded-host", host);
+    }
+    if !host_mode {
+        set("x-forwarded-prefix", PREFIX);
+    }
+    let v = &admitted.verified;
+    let exp = v
+        .expires_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    set(
+        ASSERTION_HEADER,
+        &assertion(
+            &state.access.keys.assertion_secret,
+            v.user_id,
+            v.token_id,
+            exp,
+            req.method().as_str(),
+            path,
+        ),
+    );
+    let _ = admitted.source;
+    out
+}
+
+/// Path mode: the upstream's `Location` and cookie paths, moved under `/proxy`.
+fn rewrite_response_headers(state: &AppState, headers: &mut HeaderMap, host_mode: bool) {
+    let drop = hop_by_hop(headers);
+    for name in drop {
+        headers.remove(name);
+    }
+    if host_mode {
+        return;
+    }
+    let upstream = state
+        .config
+        .access
+        .access_proxy_upstream
+        .as_ref()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    if let Some(location) = headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    {
+        let rewritten = if let Some(rest) = location.strip_prefix(&upstream) {
+            Some(format!(
+                "{PREFIX}{}",
+                if rest.is_empty() { "/" } else { rest }
+            ))
+        } else if location.starts_with('/') && !location.starts_with("//") {
+            Some(format!("{PREFIX}{location}"))
+        } else {
+            None
+        };
+        if let Some(value) = rewritten.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            headers.insert(header::LOCATION, value);
+        }
+    }
+    let cookies: Vec<String> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    if !cookies.is_empty() {
+        headers.remove(header::SET_COOKIE);
+        for cookie in cookies {
+            let rewritten = cookie
+                .split(';')
+                .map(|part| {
+                    let trimmed = part.trim();
+                    match trimmed.get(..5) {
+                        Some(attr) if attr.eq_ignore_ascii_case("path=") => {
+                            format!(" Path={PREFIX}{}", &trimmed[5..])
+                        }
+                        _ => part.to_owned(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(";");
+            if let Ok(value) = HeaderValue::from_str(&rewritten) {
+                headers.append(header::SET_COOKIE, value);
+            }
+        }
+    }
+}
+
+fn upstream_url(state: &AppState, path: &str, query: Option<&str>, websocket: bool) -> String {
+    let base = state
+        .config
+        .access
+        .access_proxy_upstream
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let base = if websocket {
+        base.replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    } else {
+        base
+    };
+    match query {
+        Some(q) => format!("{base}{path}?{q}"),
+        None => format!("{base}{path}"),
+    }
+}
+
+/// Sends every request for ACCESS_PROXY_HOST to the proxy and the rest to the site.
+pub struct HostSwitch<P, R> {
+    pub host: Option<String>,
+    pub proxy: P,
+    pub rest: R,
+}
+
+impl<P: Endpoint, R: Endpoint> Endpoint for HostSwitch<P, R> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        match &self.host {
+            Some(host) if request_host(&req).eq_ignore_ascii_case(host) => {
+                self.proxy.call(req).await.map(IntoResponse::into_response)
+            }
+            _ => self.rest.call(req).await.map(IntoResponse::into_response),
+        }
+    }
+}
+
+/// The proxy endpoint: every method, HTTP and WebSocket.
+pub struct ProxyEndpoint {
+    pub state: AppState,
+}
+
+impl Endpoint for ProxyEndpoint {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let state = &self.state;
+        let host_mode = is_host_mode(state, &req);
+        let websocket = req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let path = upstream_path(state, &req, host_mode);
+        let admitted = match admit(state, &req, websocket, &path).await {
+            Ok(a) => a,
+            Err(response) => return Ok(*response),
+        };
+        if websocket {
+            let mut body = poem::RequestBody::new(req.take_body());
+            return Ok(proxy_websocket(state, &req, &mut body, admitted, &path, host_mode).await);
+        }
+        let body = req.take_body();
+        Ok(proxy_http(state, &req, body, admitted, &path, host_mode).await)
+    }
+}
+
+async fn proxy_http(
+    state: &AppState,
+    req: &Request,
+    body: Body,
+    admitted: Admitted,
+    path: &str,
+    host_mode: bool,
+) -> Response {
+    let config = &state.config.access;
+    let max = config.access_proxy_max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        state.metrics.record_proxy("http", "payload_too_large");
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the request body exceeds {max} bytes"),
+        );
+    }
+    let client = state
+        .access
+        .client
+        .as_ref()
+        .expect("admitted only when configured");
+    let url = upstream_url(state, path, upstream_query(req).as_deref(), false);
+    let headers = forward_headers(state, req, &admitted, path, host_mode);
+    let mut request = client.request(req.method().clone(), &url).headers(headers);
+    let has_body =
+        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let mut seen = 0u64;
+        let limited = body.into_bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > max {
+                return Err(std::io::Error::other("request body over the limit"));
+            }
+            Ok::<Bytes, std::io::Error>(chunk)
+        });
+        request = request.body(reqwest::Body::wrap_stream(limited));
+    }
+    let sent = tokio::time::timeout(config.access_proxy_response_timeout.0, request.send()).await;
+    let response = match sent {
+        Err(_) => {
+            state.metrics.record_proxy("http", "upstream_timeout");
+            return refusal(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            );
+        }
+        Ok(Err(e)) => {
+            let (status, reason, message) = if e.is_timeout() {
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                )
+            } else if e.is_body() || e.is_request() && !e.is_connect() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body was refused",
+                )
+            } else {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    "the upstream cannot be reached",
+                )
+            };
+            tracing::warn!(error = %e.without_url(), "proxied request failed");
+            state.metrics.record_proxy("http", reason);
+            return refusal(status, reason, message);
+        }
+        Ok(Ok(response)) => response,
+    };
+    state.metrics.record_proxy("http", "proxied");
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    rewrite_response_headers(state, &mut headers, host_mode);
+    let idle = config.access_proxy_idle_timeout.0;
+    let upstream = response.bytes_stream();
+    // Each chunk must come within the idle timeout; an error ends the body.
+    let chunks = futures_util::stream::unfold(Some(upstream), move |upstream| async move {
+        let mut upstream = upstream?;
+        match tokio::time::timeout(idle, upstream.next()).await {
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "upstream body idle too long",
+                )),
+                None,
+            )),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(upstream))),
+        }
+    });
+    let body = Body::from_bytes_stream(chunks);
+    let mut out = Response::builder().status(status).body(body);
+    *out.headers_mut() = headers;
+    out
+}
+
+async fn proxy_websocket(
+    state: &AppState,
+    req: &Request,
+    body: &mut poem::RequestBody,
+    admitted: Admitted,
+    path: &str,
+    host_mode: bool,
+) -> Response {
+    let config = &state.config.access;
+    let token_id = admitted.verified.token_id;
+    let max = config.access_proxy_max_websockets as usize;
+    let Some((socket_id, cancel)) = state.access.open_socket(token_id, max) else {
+        state
+            .metrics
+            .record_proxy("websocket", "too_many_websockets");
+        return refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_websockets",
+            &format!("a token may hold at most {max} open WebSockets"),
+        );
+    };
+    let release = Release {
+        state: state.clone(),
+        token_id,
+        socket_id,
+    };
+    let url = upstream_url(state, path, upstream_query(req).as_deref(), true);
+    let mut upstream_request = match url.as_str().into_client_request() {
+        Ok(r) => r,
+        Err(_) => {
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                "bad upstream URL",
+            );
+        }
+    };
+    for (name, value) in forward_headers(state, req, &admitted, path, host_mode) {
+        if let Some(name) = name {
+            upstream_request.headers_mut().append(name, value);
+        }
+    }
+    if let Some(protocols) = req.headers().get("sec-websocket-protocol") {
+        upstream_request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.clone());
+    }
+    let connect = tokio::time::timeout(
+        config.access_proxy_connect_timeout.0 + config.access_proxy_response_timeout.0,
+        tokio_tungstenite::connect_async(upstream_request),
+    )
+    .await;
+    let (upstream, response) = match connect {
+        Err(_) => {
+            state.metrics.record_proxy("websocket", "upstream_timeout");
+            return refusal(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "proxied WebSocket could not connect");
+            state
+                .metrics
+                .record_proxy("websocket", "upstream_unreachable");
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                "the upstream WebSocket cannot be reached",
+            );
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ws = match WebSocket::from_request(req, body).await {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    let ws = match protocol {
+        Some(p) => ws.protocols([p]),
+        None => ws,
+    };
+    state.metrics.record_proxy("websocket", "proxied");
+    let expires_in = admitted
+        .verified
+        .expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let idle = config.access_proxy_ws_idle_timeout.0;
+    ws.on_upgrade(move |client| async move {
+        let _release = release;
+        pump(client, upstream, cancel, expires_in, idle).await;
+    })
+    .into_response()
+}
+
+/// Unregisters a proxied socket however its task ends.
+struct Release {
+    state: AppState,
+    token_id: Uuid,
+    socket_id: u64,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.state.access.closed(self.token_id, self.socket_id);
+    }
+}
+
+fn to_upstream(message: PoemMessage) -> UpMessage {
+    match message {
+        PoemMessage::Text(t) => UpMessage::text(t),
+        PoemMessage::Binary(b) => UpMessage::binary(b),
+        PoemMessage::Ping(p) => UpMessage::Ping(p.into()),
+        PoemMessage::Pong(p) => UpMessage::Pong(p.into()),
+        PoemMessage::Close(frame) => UpMessage::Close(frame.map(|(code, reason)| CloseFrame {
+            code: u16::from(code).into(),
+            reason: reason.into(),
+        })),
+    }
+}
+
+fn to_client(message: UpMessage) -> Option<PoemMessage> {
+    Some(match message {
+        UpMessage::Text(t) => PoemMessage::Text(t.to_string()),
+        UpMessage::Binary(b) => PoemMessage::Binary(b.to_vec()),
+        UpMessage::Ping(p) => PoemMessage::Ping(p.to_vec()),
+        UpMessage::Pong(p) => PoemMessage::Pong(p.to_vec()),
+        UpMessage::Close(frame) => PoemMessage::Close(
+            frame.map(|f| (CloseCode::from(u16::from(f.code)), f.reason.to_string())),
+        ),
+        UpMessage::Frame(_) => return None,
+    })
+}
+
+/// Copies messages both ways until either side closes, the token is revoked (1008
+/// `token_revoked`), it expires (1008 `token_expired`) or the line is idle too long.
+async fn pump(
+    client: poem::web::websocket::WebSocketStream,
+    upstream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    cancel: tokio_util::sync::CancellationToken,
+    expires_in: Duration,
+    idle: Duration,
+) {
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut up_tx, mut up_rx) = upstream.split();
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
+    let mut ours: Option<CloseReason> = None;
+    loop {
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::select! {
+            _ = cancel.cancelled() => { ours = Some(CloseReason::Revoked); break; }
+            _ = &mut expiry => { ours = Some(CloseReason::Expired); break; }
+            _ = idle_timer => {
+                let _ = client_tx.send(PoemMessage::Close(Some((CloseCode::Away, "idle".into())))).await;
+                let _ = up_tx.send(UpMessage::Close(None)).await;
+                return;
+            }
+            message = client_rx.next() => match message {
+                Some(Ok(message)) => {
+                    let closing = matches!(message, PoemMessage::Close(_));
+                    if up_tx.send(to_upstream(message)).await.is_err() || closing {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+            message = up_rx.next() => match message {
+                Some(Ok(message)) => {
+                    let closing = matches!(message, UpMessage::Close(_));
+                    if let Some(message) = to_client(message)
+                        && (client_tx.send(message).await.is_err() || closing)
+                    {
+                        break;
+                    }
+                }
+                Some(Err(tungstenite::Error::ConnectionClosed)) | None => {
+                    let _ = client_tx.send(PoemMessage::Close(None)).await;
+                    break;
+                }
+                Some(Err(_)) => {
+                    let _ = client_tx
+                        .send(PoemMessage::Close(Some((CloseCode::Error, "upstream failed".into()))))
+                        .await;
+                    break;
+                }
+            },
+        }
+    }
+    if let Some(reason) = ours {
+        let text = match reason {
+            CloseReason::Revoked => "token_revoked",
+            CloseReason::Expired => "token_expired",
+        };
+        let _ = client_tx
+            .send(PoemMessage::Close(Some((CloseCode::Policy, text.into()))))
+            .await;
+        let _ = up_tx.send(UpMessage::Close(None)).await;
+    }
+}
+
+/// `POST /access/authenticate {"token"}`: checks the token and sets the proxy cookie.
+#[poem::handler]
+pub async fn access_authenticate(
+    poem::web::Data(state): poem::web::Data<&AppState>,
+    body: Body,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        token: String,
+    }
+    let Ok(bytes) = body.into_bytes_limit(64 * 1024).await else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"token\": \"…\"}",
+        );
+    };
+    let Ok(input) = serde_json::from_slice::<Input>(&bytes) else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"token\": \"…\"}",
+        );
+    };
+    let verified = match check(state, &input.token).await {
+        Ok(v) => v,
+        Err(r) => return token_refusal(r),
+    };
+    let max_age = verified
+        .expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let token = input.token.trim();
+    let cookie = crate::identity::auth::cookie_header(
+        state,
+        &state.config.access.access_proxy_cookie,
+        token,
+        "/",
+        max_age,
+    );
+    let mut response = status_body(&verified).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Signature, expiry and revocation, without a request to authorize.
+async fn check(state: &AppState, token: &str) -> Result<Verified, Refusal> {
+    let verified = state.access.keys.verify(token)?;
+    if verified.expires_at <= SystemTime::now() {
+        return Err(Refusal::Expired);
+    }
+    service::check_active(state, verified.token_id).await?;
+    Ok(verified)
+}
+
+fn status_body(verified: &Verified) -> poem::web::Json<serde_json::Value> {
+    let expires: chrono::DateTime<chrono::Utc> = verified.expires_at.into();
+    poem::web::Json(json!({
+        "active": true,
+        "tokenId": verified.token_id,
+        "expiresAt": expires.to_rfc3339(),
+    }))
+}
+
+/// `GET /access/status`: whether the cookie (or `X-Access-Token`) holds a usable token.
+#[poem::handler]
+pub async fn access_status(
+    req: &Request,
+    poem::web::Data(state): poem::web::Data<&AppState>,
+) -> Response {
+    let Some((token, _)) = find_token(req, &state.config.access.access_proxy_cookie, false) else {
+        return refusal(StatusCode::UNAUTHORIZED, "missing_token", "no access token");
+    };
+    match check(state, &token).await {
+        Ok(v) => status_body(&v).into_response(),
+        Err(r) => token_refusal(r),
+    }
+}
+
+/// `DELETE /access/logout`: clears the proxy cookie.
+#[poem::handler]
+pub async fn access_logout(poem::web::Data(state): poem::web::Data<&AppState>) -> Response {
+    let cookie = crate::identity::auth::cookie_header(
+        state,
+        &state.config.access.access_proxy_cookie,
+        "",
+        "/",
+        0,
+    );
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::SET_COOKIE, cookie)
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_is_refused() {
+        for bad in [
+            "/proxy/../etc",
+            "/proxy/a/%2e%2e/b",
+            "/proxy/a%2Fb",
+            "/proxy/a\\b",
+            "/proxy/./x",
+        ] {
+            assert!(!sane_path(bad), "{bad}");
+        }
+        for good in ["/proxy/", "/proxy/reports/q3", "/proxy/a..b/c"] {
+            assert!(sane_path(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn our_cookie_is_stripped_and_others_kept() {
+        assert_eq!(
+            strip_cookie("a=1; tessera_access=tok; b=2", "tessera_access").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(strip_cookie("tessera_access=tok", "tessera_access"), None);
+    }
+
+    #[test]
+    fn hop_by_hop_includes_what_connection_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        let names = hop_by_hop(&headers);
+        assert!(names.contains(&HeaderName::from_static("x-secret")));
+        assert!(names.contains(&HeaderName::from_static("transfer-encoding")));
+    }
+}

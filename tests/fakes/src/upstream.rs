@@ -1,0 +1,244 @@
+//! An HTTP and WebSocket upstream for the access proxy: it records the headers of every
+//! request and serves what a real site behind the proxy would.
+//!
+//! - `GET /page`: 1 KiB of HTML.
+//! - `GET /headers`: the request's headers as JSON.
+//! - `POST /echo`: the request body back, streamed.
+//! - `GET /stream?mib=N`: N MiB in 64 KiB chunks, produced as they are read.
+//! - `GET /sse`: three server-sent events, 100 ms apart.
+//! - `GET /redirect`, `GET /redirect-absolute`: 302 to `/page` (relative, then absolute).
+//! - `GET /cookie`: sets `sid=1; Path=/app; HttpOnly`.
+//! - `GET /slow`: answers after 3 s.
+//! - `GET /ws`: WebSocket echo (text and binary), answering `graphql-transport-ws` if offered.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use poem::{
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server,
+    http::{StatusCode, header},
+    listener::{Acceptor, Listener, TcpListener},
+    web::{
+        Data, Json, Query,
+        websocket::{Message, WebSocket},
+    },
+};
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A running upstream; stops when dropped.
+pub struct Upstream {
+    addr: SocketAddr,
+    log: Log,
+    task: JoinHandle<()>,
+}
+
+fn record(log: &Log, req: &Request) {
+    let seen = Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+    };
+    log.lock().unwrap_or_else(|e| e.into_inner()).push(seen);
+}
+
+impl Upstream {
+    pub async fn start(addr: &str) -> std::io::Result<Upstream> {
+        let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| std::io::Error::other("no local address"))?;
+        let log: Log = Arc::default();
+        let recorder = Arc::clone(&log);
+        let routes = Route::new()
+            .at("/page", poem::get(page))
+            .at("/headers", poem::get(headers))
+            .at("/echo", poem::post(echo))
+            .at("/stream", poem::get(stream))
+            .at("/sse", poem::get(sse))
+            .at("/redirect", poem::get(redirect))
+            .at("/redirect-absolute", poem::get(redirect_absolute))
+            .at("/cookie", poem::get(set_cookie))
+            .at("/slow", poem::get(slow))
+            .at("/ws", poem::get(ws))
+            .data(format!("http://{addr}"))
+            .around(move |ep, req| {
+                let recorder = Arc::clone(&recorder);
+                async move {
+                    record(&recorder, &req);
+                    ep.call(req).await
+                }
+            });
+        let task = tokio::spawn(async move {
+            let _ = Server::new_with_acceptor(acceptor).run(routes).await;
+        });
+        Ok(Upstream { addr, log, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request seen so far, oldest first.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The last request seen.
+    pub fn last(&self) -> Option<Seen> {
+        self.seen().pop()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The 1 KiB page `GET /page` serves.
+pub fn page_body() -> String {
+    let mut html = String::from("<!doctype html><title>upstream</title><p>");
+    while html.len() < 1020 {
+        html.push('x');
+    }
+    html.push_str("</p>");
+    html.truncate(1024);
+    html
+}
+
+#[poem::handler]
+fn page() -> Response {
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(page_body())
+}
+
+#[poem::handler]
+fn headers(req: &Request) -> Json<serde_json::Value> {
+    let map: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").into()))
+        .collect();
+    Json(serde_json::Value::Object(map))
+}
+
+#[poem::handler]
+fn echo(body: Body) -> Response {
+    Response::builder().body(Body::from_bytes_stream(body.into_bytes_stream()))
+}
+
+#[derive(Deserialize)]
+struct StreamParams {
+    mib: Option<u64>,
+}
+
+#[poem::handler]
+fn stream(Query(params): Query<StreamParams>) -> Response {
+    let chunks = params.mib.unwrap_or(1) * 16;
+    let chunk = bytes::Bytes::from(vec![b'z'; 64 * 1024]);
+    let body =
+        futures_util::stream::iter(0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+    Response::builder()
+        .content_type("application/octet-stream")
+        .body(Body::from_bytes_stream(body))
+}
+
+#[poem::handler]
+fn sse() -> Response {
+    let events = futures_util::stream::unfold(0u32, |n| async move {
+        if n >= 3 {
+            return None;
+        }
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(format!("data: event {n}\n\n"))),
+            n + 1,
+        ))
+    });
+    Response::builder()
+        .content_type("text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_bytes_stream(events))
+}
+
+#[poem::handler]
+fn redirect() -> Response {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, "/page")
+        .finish()
+}
+
+#[poem::handler]
+fn redirect_absolute(Data(base): Data<&String>) -> Response {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, format!("{base}/page"))
+        .finish()
+}
+
+#[poem::handler]
+fn set_cookie() -> Response {
+    Response::builder()
+        .header(header::SET_COOKIE, "sid=1; Path=/app; HttpOnly")
+        .body("cookie set")
+}
+
+#[poem::handler]
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    "finally"
+}
+
+#[poem::handler]
+fn ws(ws: WebSocket) -> impl IntoResponse {
+    ws.protocols(["graphql-transport-ws"])
+        .on_upgrade(|socket| async move {
+            let (mut tx, mut rx) = socket.split();
+            while let Some(Ok(message)) = rx.next().await {
+                let reply = match message {
+                    Message::Text(text) => Message::Text(text),
+                    Message::Binary(bytes) => Message::Binary(bytes),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if tx.send(reply).await.is_err() {
+                    break;
+                }
+            }
+        })
+}
