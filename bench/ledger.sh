@@ -49,6 +49,10 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round pgbench: tps=$tps p50_ms=$p50 p99_ms=$p99"
     echo "tps=$tps p50_ms=$p50 p99_ms=$p99" >>"$OUT/pgbench.txt"
     rm -f "$OUT"/pgbench-"$round".[0-9]*
+
+    line=$("$BENCH" buy "$URL" "$CLIENTS" "$SECONDS_PER")
+    echo "round $round purchaseAccessToken: $line"
+    echo "$line" >>"$OUT/purchases.txt"
 done
 
 field() { sed -E "s/.*$1=([0-9.]+).*/\1/"; }
@@ -57,9 +61,13 @@ t_p99=$(field p99_ms <"$OUT/tessera.txt" | median)
 p_tps=$(field tps <"$OUT/pgbench.txt" | median)
 p_p99=$(field p99_ms <"$OUT/pgbench.txt" | median)
 ratio=$(awk -v a="$t_tps" -v b="$p_tps" 'BEGIN { printf "%.1f", 100 * a / b }')
+b_tps=$(field tps <"$OUT/purchases.txt" | median)
+b_p99=$(field p99_ms <"$OUT/purchases.txt" | median)
+b_ratio=$(awk -v a="$b_tps" -v b="$t_tps" 'BEGIN { printf "%.2f", a / b }')
 echo
 echo "median of $ROUNDS rounds, $CLIENTS clients, ${SECONDS_PER}s each, $USERS accounts"
 echo "tessera  tps=$t_tps p99_ms=$t_p99"
 echo "pgbench  tps=$p_tps p99_ms=$p_p99"
 echo "ratio    ${ratio}% (target 70%)"
+echo "purchaseAccessToken  per_s=$b_tps p99_ms=$b_p99  = ${b_ratio}x the transfers (target 0.6x)"
 psql "$ADMIN" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)"

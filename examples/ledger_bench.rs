@@ -2,12 +2,15 @@
 //!
 //!   cargo run --release --example ledger_bench -- setup  DATABASE_URL [USERS]
 //!   cargo run --release --example ledger_bench -- run    DATABASE_URL CLIENTS SECONDS
+//!   cargo run --release --example ledger_bench -- buy    DATABASE_URL CLIENTS SECONDS
 //!
 //! `setup` migrates the (empty) database, creates USERS users (default 1000) with a large
 //! balance each, and a `bench_accounts(n, id)` table mapping 1..USERS to their account ids
 //! for the pgbench script (bench/ledger.sql). `run` moves 1 coin between two random users
 //! per transfer, each with a fresh idempotency key (the shape of a paid operation), and
-//! prints one line: `transfers=… seconds=… tps=… p50_ms=… p99_ms=…`.
+//! prints one line: `transfers=… seconds=… tps=… p50_ms=… p99_ms=…`. `buy` has each client
+//! (one user each) call `access::service::purchase` for a 1-hour token instead, and prints
+//! the same line with `purchases=`.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,8 @@ async fn app(url: &str, pool: u32) -> anyhow::Result<Application> {
         &pool.to_string(),
         "--database-min-connections",
         &pool.to_string(),
+        "--access-token-max-active",
+        "100000000",
         "--data-dir",
         std::env::temp_dir()
             .join("tessera-ledger-bench")
@@ -82,7 +87,7 @@ async fn setup(url: &str, users: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(url: &str, clients: u32, seconds: u64) -> anyhow::Result<()> {
+async fn run(url: &str, clients: u32, seconds: u64, buy: bool) -> anyhow::Result<()> {
     let app = app(url, clients).await?;
     let state = app.state().clone();
     let users: u32 = {
@@ -99,11 +104,27 @@ async fn run(url: &str, clients: u32, seconds: u64) -> anyhow::Result<()> {
     };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for client in 0..clients {
         let state = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
+                if buy {
+                    let started = Instant::now();
+                    tessera::access::service::purchase(
+                        &state,
+                        user_id(client % users + 1),
+                        tessera::access::service::Purchase {
+                            duration_hours: 1,
+                            name: None,
+                            idempotency_key: Some(Uuid::new_v4().to_string()),
+                        },
+                    )
+                    .await
+                    .expect("a purchase");
+                    latencies.push(started.elapsed().as_micros() as u64);
+                    continue;
+                }
                 let (a, b) = {
                     let mut rng = rand::thread_rng();
                     let a = rng.gen_range(1..=users);
@@ -140,7 +161,8 @@ async fn run(url: &str, clients: u32, seconds: u64) -> anyhow::Result<()> {
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     println!(
-        "transfers={} seconds={elapsed:.1} tps={:.0} p50_ms={:.2} p99_ms={:.2}",
+        "{}={} seconds={elapsed:.1} tps={:.0} p50_ms={:.2} p99_ms={:.2}",
+        if buy { "purchases" } else { "transfers" },
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.50),
@@ -159,14 +181,17 @@ async fn main() -> anyhow::Result<()> {
     let arg = |i: usize| args.get(i).map(String::as_str);
     match (arg(0), arg(1)) {
         (Some("setup"), Some(url)) => setup(url, arg(2).map_or(Ok(1000), str::parse)?).await,
-        (Some("run"), Some(url)) => {
+        (Some(mode @ ("run" | "buy")), Some(url)) => {
             run(
                 url,
                 arg(2).map_or(Ok(16), str::parse)?,
                 arg(3).map_or(Ok(10), str::parse)?,
+                mode == "buy",
             )
             .await
         }
-        _ => anyhow::bail!("usage: ledger_bench setup URL [USERS] | run URL [CLIENTS] [SECONDS]"),
+        _ => {
+            anyhow::bail!("usage: ledger_bench setup URL [USERS] | run|buy URL [CLIENTS] [SECONDS]")
+        }
     }
 }

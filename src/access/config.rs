@@ -136,6 +136,17 @@ pub struct AccessConfig {
         default_value_t = 8
     )]
     pub access_proxy_max_websockets: u32,
+
+    /// Path mode: rewrite the upstream's own absolute URLs in HTML, CSS and JavaScript
+    /// bodies to their `/proxy` address (streamed; such responses lose Content-Length and
+    /// are requested uncompressed).
+    #[arg(
+        long,
+        env = "ACCESS_PROXY_REWRITE_BODIES",
+        value_name = "ACCESS_PROXY_REWRITE_BODIES",
+        default_value_t = false
+    )]
+    pub access_proxy_rewrite_bodies: bool,
 }
 
 impl AccessConfig {

@@ -372,6 +372,9 @@ fn forward_headers(
             || name.as_str() == ASSERTION_HEADER
             || name.as_str().starts_with("x-forwarded-")
             || name.as_str().starts_with("sec-websocket-")
+            || (name == header::ACCEPT_ENCODING
+                && !host_mode
+                && state.config.access.access_proxy_rewrite_bodies)
         {
             continue;
         }
@@ -542,6 +545,61 @@ impl<P: Endpoint, R: Endpoint> Endpoint for HostSwitch<P, R> {
     }
 }
 
+/// Replaces every occurrence of `from` with `to` in a body that arrives in chunks; a match
+/// split across chunks is found because the last `from.len() - 1` bytes wait for the next.
+pub struct Rewriter {
+    from: Vec<u8>,
+    to: Vec<u8>,
+    carry: Vec<u8>,
+}
+
+impl Rewriter {
+    pub fn new(from: &str, to: &str) -> Self {
+        Self {
+            from: from.as_bytes().to_vec(),
+            to: to.as_bytes().to_vec(),
+            carry: Vec::new(),
+        }
+    }
+
+    /// The rewritten bytes that are final after `chunk`.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut i = 0;
+        while let Some(pos) = buf[i..]
+            .windows(self.from.len())
+            .position(|w| w == self.from.as_slice())
+        {
+            out.extend_from_slice(&buf[i..i + pos]);
+            out.extend_from_slice(&self.to);
+            i += pos + self.from.len();
+        }
+        let keep = buf.len().saturating_sub(self.from.len() - 1).max(i);
+        out.extend_from_slice(&buf[i..keep]);
+        self.carry = buf[keep..].to_vec();
+        out
+    }
+
+    /// What is left at the end of the body.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carry)
+    }
+}
+
+fn rewritable(headers: &HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let textual = ["text/html", "text/css", "javascript", "application/json"]
+        .iter()
+        .any(|t| content_type.contains(t));
+    textual && !headers.contains_key(header::CONTENT_ENCODING)
+}
+
 /// The proxy endpoint: every method, HTTP and WebSocket.
 pub struct ProxyEndpoint {
     pub state: AppState,
@@ -658,6 +716,20 @@ async fn proxy_http(
     let mut headers = response.headers().clone();
     rewrite_response_headers(state, &mut headers, host_mode);
     let idle = config.access_proxy_idle_timeout.0;
+    let rewriter =
+        (config.access_proxy_rewrite_bodies && !host_mode && rewritable(&headers)).then(|| {
+            headers.remove(header::CONTENT_LENGTH);
+            let from = config
+                .access_proxy_upstream
+                .as_ref()
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
+            let to = format!(
+                "{}{PREFIX}",
+                state.config.public_url().as_str().trim_end_matches('/')
+            );
+            Rewriter::new(&from, &to)
+        });
     let upstream = response.bytes_stream();
     // Each chunk must come within the idle timeout; an error ends the body.
     let chunks = futures_util::stream::unfold(Some(upstream), move |upstream| async move {
@@ -675,7 +747,29 @@ async fn proxy_http(
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(upstream))),
         }
     });
-    let body = Body::from_bytes_stream(chunks);
+    let body = match rewriter {
+        None => Body::from_bytes_stream(chunks),
+        Some(rewriter) => {
+            let rewritten = futures_util::stream::unfold(
+                (Box::pin(chunks), Some(rewriter)),
+                |(mut chunks, rewriter)| async move {
+                    let mut rewriter = rewriter?;
+                    match chunks.next().await {
+                        Some(Ok(bytes)) => {
+                            let out = Bytes::from(rewriter.feed(&bytes));
+                            Some((Ok(out), (chunks, Some(rewriter))))
+                        }
+                        Some(Err(e)) => Some((Err(e), (chunks, None))),
+                        None => {
+                            let rest = Bytes::from(rewriter.finish());
+                            Some((Ok(rest), (chunks, None)))
+                        }
+                    }
+                },
+            );
+            Body::from_bytes_stream(rewritten)
+        }
+    };
     let mut out = Response::builder().status(status).body(body);
     *out.headers_mut() = headers;
     out
@@ -991,6 +1085,22 @@ pub async fn access_logout(poem::web::Data(state): poem::web::Data<&AppState>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewriting_finds_matches_split_across_chunks() {
+        let body = "<a href=\"http://up:81/x\">http://up:81</a> http://up:8";
+        for split in 0..body.len() {
+            let mut r = Rewriter::new("http://up:81", "https://site/proxy");
+            let mut out = r.feed(&body.as_bytes()[..split]);
+            out.extend(r.feed(&body.as_bytes()[split..]));
+            out.extend(r.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "<a href=\"https://site/proxy/x\">https://site/proxy</a> http://up:8",
+                "split at {split}"
+            );
+        }
+    }
 
     #[test]
     fn traversal_is_refused() {

@@ -895,3 +895,93 @@ async fn revoking_on_one_instance_closes_sockets_on_another() {
         (401, "token_revoked".into())
     );
 }
+
+#[tokio::test]
+async fn upstream_urls_in_bodies_are_rewritten_when_asked() {
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let plain = builder(Some(upstream.url())).spawn().await;
+    let rewriting = builder(Some(upstream.url()))
+        .configure(|c| c.access.access_proxy_rewrite_bodies = true)
+        .spawn()
+        .await;
+    for (app, rewritten) in [(&plain, false), (&rewriting, true)] {
+        let user = rich_user(app, "rae@example.com", "rae", 50).await;
+        let (token, _) = token_for(app, &user).await;
+        let body = app
+            .client
+            .get(app.url("/proxy/links"))
+            .header("x-access-token", &token)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        let text = body.text().await.unwrap();
+        let public = app.state.config.public_url();
+        let proxied = format!("{}/proxy/page", public.as_str().trim_end_matches('/'));
+        assert_eq!(text.contains(&proxied), rewritten, "{text}");
+        assert_eq!(text.contains(&upstream.url()), !rewritten, "{text}");
+        if rewritten {
+            assert_eq!(
+                upstream.last().unwrap().header("accept-encoding"),
+                None,
+                "bodies to rewrite are asked for uncompressed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_redis_down_checks_fall_back_to_the_database_and_revocation_holds() {
+    let Some(redis) = crate::helpers::redis_url() else {
+        eprintln!("REDIS_URL unset: the outage case runs in the Redis pass of CI");
+        return;
+    };
+    let target = Url::parse(&redis).unwrap();
+    let target = format!(
+        "{}:{}",
+        target.host_str().unwrap_or("127.0.0.1"),
+        target.port().unwrap_or(6379)
+    );
+    let mut cut = crate::helpers::TcpProxy::start(&target).await;
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let app = builder(Some(upstream.url()))
+        .redis_url(format!("redis://{}", cut.addr))
+        .configure(|c| {
+            c.kv_command_timeout = tessera::config::HumanDuration(Duration::from_millis(300));
+        })
+        .spawn()
+        .await;
+    let sam = rich_user(&app, "sam@example.com", "sam", 50).await;
+    let (token, token_id) = token_for(&app, &sam).await;
+    assert_eq!(get(&app, "/proxy/page", Some(&token)).await.status(), 200);
+
+    cut.cut();
+    // Past the five seconds this instance trusts its memory: the database answers.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    assert_eq!(get(&app, "/proxy/page", Some(&token)).await.status(), 200);
+    // Sign-in checks need kv (they fail closed), so the revocation comes from the service,
+    // as an admin action or a disabled account would.
+    let meta = tessera::graphql::RequestMeta {
+        request_id: "outage".into(),
+        peer: None,
+        client_ip: None,
+        user_agent: None,
+        authorization: None,
+        cookies: None,
+    };
+    let revoked = tessera::access::service::revoke(
+        &app.state,
+        sam.user_id.parse().unwrap(),
+        false,
+        token_id.parse().unwrap(),
+        &meta,
+    )
+    .await
+    .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        refusal(get(&app, "/proxy/page", Some(&token)).await).await,
+        (401, "token_revoked".into())
+    );
+    cut.restore().await;
+}

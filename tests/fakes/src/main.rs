@@ -2,6 +2,7 @@
 //! and prints `ready <base url>` once it accepts connections.
 //!
 //! - `smtp`
+//! - `upstream`: an HTTP and WebSocket site for the access proxy (see `upstream.rs`)
 //! - `google` (any OpenID Connect issuer), `discord`, `github`, each with
 //!   `--client-id ID --client-secret SECRET`; `POST /_control/user` sets the account the
 //!   consent screen approves as, `POST /_control/deny` refuses the next one.
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use tessera_fakes::oauth::{Flavor, OAuthFake};
 
-const USAGE: &str = "usage: tessera-fakes smtp [--listen 127.0.0.1:PORT]
+const USAGE: &str = "usage: tessera-fakes smtp|upstream [--listen 127.0.0.1:PORT]
        tessera-fakes google|discord|github [--listen 127.0.0.1:PORT] --client-id ID --client-secret SECRET";
 
 fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -40,6 +41,15 @@ async fn main() -> ExitCode {
         for message in fake.received() {
             eprintln!("received mail from {} to {:?}", message.from, message.to);
         }
+        return ExitCode::SUCCESS;
+    }
+    if name == "upstream" {
+        let fake = match tessera_fakes::upstream::Upstream::start(listen).await {
+            Ok(fake) => fake,
+            Err(e) => return cannot_listen(listen, e),
+        };
+        println!("ready {}", fake.url());
+        let _ = tokio::signal::ctrl_c().await;
         return ExitCode::SUCCESS;
     }
     let Some(flavor) = Flavor::parse(name) else {

@@ -8,6 +8,7 @@
 //! - `GET /sse`: three server-sent events, 100 ms apart.
 //! - `GET /redirect`, `GET /redirect-absolute`: 302 to `/page` (relative, then absolute).
 //! - `GET /cookie`: sets `sid=1; Path=/app; HttpOnly`.
+//! - `GET /links`: HTML linking to the upstream's own absolute URLs.
 //! - `GET /slow`: answers after 3 s.
 //! - `GET /ws`: WebSocket echo (text and binary), answering `graphql-transport-ws` if offered.
 
@@ -89,6 +90,7 @@ impl Upstream {
             .at("/redirect", poem::get(redirect))
             .at("/redirect-absolute", poem::get(redirect_absolute))
             .at("/cookie", poem::get(set_cookie))
+            .at("/links", poem::get(links))
             .at("/slow", poem::get(slow))
             .at("/ws", poem::get(ws))
             .data(format!("http://{addr}"))
@@ -209,6 +211,13 @@ fn redirect_absolute(Data(base): Data<&String>) -> Response {
         .status(StatusCode::FOUND)
         .header(header::LOCATION, format!("{base}/page"))
         .finish()
+}
+
+#[poem::handler]
+fn links(Data(base): Data<&String>) -> Response {
+    Response::builder().content_type("text/html").body(format!(
+        "<a href=\"{base}/page\">page</a><script src=\"{base}/app.js\"></script>"
+    ))
 }
 
 #[poem::handler]

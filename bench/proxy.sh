@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Access proxy: a bare upstream (tessera-fakes upstream, 1 KiB page) measured directly and
+# through /proxy in interleaved rounds with wrk; then a 100 MiB download both ways with the
+# server's memory growth. Medians reported.
+#
+#   cargo build --release --workspace && bench/proxy.sh
+#
+# Tunables: BENCH_DURATION (10s), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DURATION="${BENCH_DURATION:-10s}"
+CONNECTIONS="${BENCH_CONNECTIONS:-64}"
+THREADS="${BENCH_THREADS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+UP_PORT=18191
+TS_PORT=18192
+OUT="$ROOT/bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[[ -x target/release/tessera && -x target/release/tessera-fakes ]] ||
+    cargo build -q --release --bin tessera --bin tessera-fakes
+
+target/release/tessera-fakes upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.out" &
+PIDS+=($!)
+UPSTREAM="http://127.0.0.1:$UP_PORT"
+
+(cd "$WORK" && LISTEN_ADDR="127.0.0.1:$TS_PORT" LOG_FORMAT=json RUST_LOG=warn \
+    DATABASE_URL="sqlite://$WORK/t.db?mode=rwc" DATA_DIR="$WORK/data" \
+    ACCESS_PROXY_UPSTREAM="$UPSTREAM" ACCESS_TOKEN_PRICES="1:0" \
+    ACCESS_PROXY_RATE_LIMIT=100000000 ARGON2_MEMORY_KIB=64 ARGON2_ITERATIONS=1 \
+    exec "$ROOT/target/release/tessera" >"$WORK/server.log" 2>&1) &
+TS_PID=$!
+PIDS+=($TS_PID)
+for _ in $(seq 1 200); do
+    curl -fs "http://127.0.0.1:$TS_PORT/ready" >/dev/null 2>&1 && break
+    sleep 0.05
+done
+
+gql() {
+    curl -fs "http://127.0.0.1:$TS_PORT/graphql" -H 'content-type: application/json' "$@"
+}
+SESSION=$(gql -d '{"query":"mutation { register(input: {email: \"bench@example.com\", username: \"bench\", password: \"plum-orbit-cascade-91\"}) { accessToken } }"}' |
+    sed -E 's/.*"accessToken":"([^"]+)".*/\1/')
+TOKEN=$(gql -H "authorization: Bearer $SESSION" \
+    -d '{"query":"mutation { purchaseAccessToken(input: {durationHours: 1}) { token } }"}' |
+    sed -E 's/.*"token":"([^"]+)".*/\1/')
+[[ "$TOKEN" == tsr_at_* ]] || { echo "could not buy a token" >&2; exit 1; }
+curl -fs -o /dev/null -H "x-access-token: $TOKEN" "http://127.0.0.1:$TS_PORT/proxy/page"
+
+# wrk prints latency with units; normalise to milliseconds.
+to_ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } printf "%.3f\n", v }'; }
+run_wrk() { # name url [header]
+    local name=$1 url=$2
+    shift 2
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$OUT/$name.txt"
+    local rps p50 p99
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$OUT/$name.txt")
+    p50=$(awk '$1 == "50%" { print $2 }' "$OUT/$name.txt" | to_ms)
+    p99=$(awk '$1 == "99%" { print $2 }' "$OUT/$name.txt" | to_ms)
+    non2xx=$(awk '/Non-2xx/ { print $NF }' "$OUT/$name.txt")
+    [[ -z "$non2xx" ]] || { echo "$name: $non2xx non-2xx answers" >&2; exit 1; }
+    echo "$rps $p50 $p99"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+for round in $(seq 1 "$ROUNDS"); do
+    read -r d_rps d_p50 d_p99 < <(run_wrk "direct-$round" "$UPSTREAM/page")
+    read -r p_rps p_p50 p_p99 < <(run_wrk "proxied-$round" "http://127.0.0.1:$TS_PORT/proxy/page" -H "X-Access-Token: $TOKEN")
+    ratio=$(awk -v a="$p_rps" -v b="$d_rps" 'BEGIN { printf "%.3f", a / b }')
+    added50=$(awk -v a="$p_p50" -v b="$d_p50" 'BEGIN { printf "%.3f", a - b }')
+    added99=$(awk -v a="$p_p99" -v b="$d_p99" 'BEGIN { printf "%.3f", a - b }')
+    echo "round $round: direct $d_rps req/s (p50 $d_p50 ms, p99 $d_p99 ms), proxied $p_rps req/s (p50 $p_p50 ms, p99 $p_p99 ms), ratio $ratio"
+    echo "$ratio $added50 $added99 $d_rps $p_rps" >>"$OUT/rounds.txt"
+done
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$TS_PID/status"; }
+direct_bps=$(curl -s -o /dev/null -w '%{speed_download}' "$UPSTREAM/stream?mib=100")
+sleep 1
+before=$(rss_kib)
+curl -s -o /dev/null -w '%{speed_download}' -H "x-access-token: $TOKEN" \
+    "http://127.0.0.1:$TS_PORT/proxy/stream?mib=100" >"$WORK/speed" &
+CURL=$!
+peak=$before
+while kill -0 "$CURL" 2>/dev/null; do
+    now=$(rss_kib)
+    (( now > peak )) && peak=$now
+    sleep 0.02
+done
+proxied_bps=$(cat "$WORK/speed")
+
+echo
+echo "median of $ROUNDS rounds, $CONNECTIONS connections, $DURATION each"
+echo "throughput ratio (proxied / direct): $(awk '{ print $1 }' "$OUT/rounds.txt" | median)x (target >= 0.45)"
+echo "added latency p50: $(awk '{ print $2 }' "$OUT/rounds.txt" | median) ms (target <= 0.5), p99: $(awk '{ print $3 }' "$OUT/rounds.txt" | median) ms (target <= 2)"
+echo "100 MiB download: direct $(awk -v b="$direct_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, proxied $(awk -v b="$proxied_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, ratio $(awk -v a="$proxied_bps" -v b="$direct_bps" 'BEGIN { printf "%.2f", a / b }') (target >= 0.8)"
+echo "server RSS before $(( before / 1024 )) MiB, peak $(( peak / 1024 )) MiB, growth $(( (peak - before) / 1024 )) MiB (target <= 16)"
