@@ -3,7 +3,7 @@
 # through /proxy in interleaved rounds with wrk; then a 100 MiB download both ways with the
 # server's memory growth. Medians reported.
 #
-#   cargo build --release --workspace && bench/proxy.sh
+#   bench/proxy.sh          (builds what it needs in release mode)
 #
 # Tunables: BENCH_DURATION (10s), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3).
 set -euo pipefail
@@ -26,8 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[[ -x target/release/tessera && -x target/release/tessera-fakes ]] ||
-    cargo build -q --release --bin tessera --bin tessera-fakes
+cargo build -q --release --bin tessera
+cargo build -q --release -p tessera-fakes --bin tessera-fakes
 
 target/release/tessera-fakes upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.out" &
 PIDS+=($!)

@@ -9,8 +9,9 @@
 //! for the pgbench script (bench/ledger.sql). `run` moves 1 coin between two random users
 //! per transfer, each with a fresh idempotency key (the shape of a paid operation), and
 //! prints one line: `transfers=… seconds=… tps=… p50_ms=… p99_ms=…`. `buy` has each client
-//! (one user each) call `access::service::purchase` for a 1-hour token instead, and prints
-//! the same line with `purchases=`.
+//! call `access::service::purchase` for a 1-hour token as a random user instead (every
+//! purchase pays the one `system:sales` account), and prints the same line with
+//! `purchases=`.
 
 use std::time::{Duration, Instant};
 
@@ -104,16 +105,17 @@ async fn run(url: &str, clients: u32, seconds: u64, buy: bool) -> anyhow::Result
     };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for client in 0..clients {
+    for _ in 0..clients {
         let state = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 if buy {
                     let started = Instant::now();
+                    let buyer = rand::thread_rng().gen_range(1..=users);
                     tessera::access::service::purchase(
                         &state,
-                        user_id(client % users + 1),
+                        user_id(buyer),
                         tessera::access::service::Purchase {
                             duration_hours: 1,
                             name: None,

@@ -115,6 +115,11 @@ impl AccessState {
         }
     }
 
+    /// Forgets what this instance learned about revocations (the next check asks kv).
+    pub fn forget_revocation_memory(&self) {
+        lock(&self.memory).clear();
+    }
+
     fn forget_all(&self) {
         lock(&self.memory).clear();
         self.keys.forget();

@@ -70,6 +70,17 @@ fn token_refusal(refusal: Refusal) -> Response {
             "forbidden_by_token",
             "this access token does not allow this request",
         ),
+        Refusal::Busy => {
+            let mut response = self::refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the token's checks could not run in time; try again",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     }
 }
 
@@ -79,6 +90,7 @@ fn outcome_of(refusal: Refusal) -> &'static str {
         Refusal::Expired => "token_expired",
         Refusal::Revoked => "token_revoked",
         Refusal::Forbidden => "forbidden_by_token",
+        Refusal::Busy => "busy",
     }
 }
 

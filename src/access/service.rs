@@ -183,6 +183,20 @@ async fn purchase_in(
     hash: &str,
     scoped_key: &Option<String>,
 ) -> Result<(Purchased, bool)> {
+    let token_id = Uuid::now_v7();
+    // Lock the buyer's account row first: concurrent purchases by one user then count their
+    // active tokens one after another. The payment comes last, so the hot `system:sales`
+    // row is held only for the end of the transaction.
+    wallet::service::open_user_account(txn, user_id).await?;
+    crate::wallet::entity::account::Entity::update_many()
+        .col_expr(
+            crate::wallet::entity::account::Column::UpdatedAt,
+            Expr::value(Utc::now()),
+        )
+        .filter(crate::wallet::entity::account::Column::Id.eq(Account::User(user_id).id()))
+        .exec(txn)
+        .await?;
+    // Only now, holding that lock, is a purchase racing under the same key visible.
     if let Some(key) = scoped_key {
         let earlier = access_token::Entity::find()
             .filter(access_token::Column::IdempotencyKey.eq(key.as_str()))
@@ -204,35 +218,6 @@ async fn purchase_in(
             return Ok((Purchased { token, row }, false));
         }
     }
-    let token_id = Uuid::now_v7();
-    // Money first: it locks the buyer's account row, so concurrent purchases by one user
-    // count their active tokens one after another.
-    let transfer_id = if price > 0 {
-        let moved = wallet::service::transfer_in(
-            txn,
-            &TransferRequest::new(
-                Account::User(user_id),
-                Account::System(SystemAccount::Sales),
-                price,
-                TransferKind::AccessToken,
-            )
-            .reference(format!("access_token:{token_id}"))
-            .idempotency_key(scoped_key.as_ref().map(|k| format!("access:{k}"))),
-        )
-        .await?;
-        Some(moved.transfer.id)
-    } else {
-        wallet::service::open_user_account(txn, user_id).await?;
-        crate::wallet::entity::account::Entity::update_many()
-            .col_expr(
-                crate::wallet::entity::account::Column::UpdatedAt,
-                Expr::value(Utc::now()),
-            )
-            .filter(crate::wallet::entity::account::Column::Id.eq(Account::User(user_id).id()))
-            .exec(txn)
-            .await?;
-        None
-    };
     let now = Utc::now();
     let active = access_token::Entity::find()
         .filter(access_token::Column::UserId.eq(user_id))
@@ -253,6 +238,23 @@ async fn purchase_in(
         .keys
         .mint(token_id, user_id, to_system(expires_at))
         .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
+    let transfer_id = if price > 0 {
+        let moved = wallet::service::transfer_in(
+            txn,
+            &TransferRequest::new(
+                Account::User(user_id),
+                Account::System(SystemAccount::Sales),
+                price,
+                TransferKind::AccessToken,
+            )
+            .reference(format!("access_token:{token_id}"))
+            .idempotency_key(scoped_key.as_ref().map(|k| format!("access:{k}"))),
+        )
+        .await?;
+        Some(moved.transfer.id)
+    } else {
+        None
+    };
     let row = access_token::ActiveModel {
         id: Set(token_id),
         user_id: Set(user_id),

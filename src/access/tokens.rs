@@ -74,6 +74,8 @@ pub struct Verified {
     pub expires_at: SystemTime,
     /// Hex of the authority block's revocation id (the row's key).
     pub revocation_id: String,
+    /// SHA-256 of the token as presented (what caches key on).
+    pub digest: [u8; 32],
 }
 
 /// Why a token is not accepted.
@@ -84,6 +86,9 @@ pub enum Refusal {
     Revoked,
     /// A check a holder added does not pass for this request.
     Forbidden,
+    /// The checks did not finish within their time budget (a loaded machine, not the
+    /// token's fault): try again.
+    Busy,
 }
 
 /// One proxied request, as facts for the authorizer.
@@ -100,7 +105,13 @@ pub struct AccessKeys {
     keys: Vec<(u32, KeyPair)>,
     pub assertion_secret: Vec<u8>,
     cache: Mutex<HashMap<[u8; 32], (Verified, Instant)>>,
+    /// (token, method, path, protocol, host) → allowed, for [`AUTHORIZED_TTL`].
+    authorized: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
 }
+
+/// How long the outcome of a token's checks for one request shape is reused. Holder checks
+/// on `time` are therefore honoured to within this much.
+const AUTHORIZED_TTL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for AccessKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,6 +153,7 @@ impl AccessKeys {
             keys: parse_root_keys(&keys).map_err(anyhow::Error::msg)?,
             assertion_secret: secret,
             cache: Mutex::new(HashMap::new()),
+            authorized: Mutex::new(HashMap::new()),
         })
     }
 
@@ -210,7 +222,7 @@ impl AccessKeys {
         {
             return Ok(verified.clone());
         }
-        let verified = self.verify_uncached(body)?;
+        let verified = self.verify_uncached(body, key)?;
         let mut cache = self.lock();
         if cache.len() >= CACHE_CAPACITY {
             cache.retain(|_, (_, at)| at.elapsed() < VERIFIED_TTL);
@@ -226,7 +238,7 @@ impl AccessKeys {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn verify_uncached(&self, body: &str) -> Result<Verified, Refusal> {
+    fn verify_uncached(&self, body: &str, digest: [u8; 32]) -> Result<Verified, Refusal> {
         let biscuit =
             Biscuit::from_base64(body, |id| self.root(id)).map_err(|_| Refusal::Invalid)?;
         // Third-party blocks are not accepted (P21).
@@ -269,10 +281,12 @@ impl AccessKeys {
             user_id,
             expires_at: *expires_at,
             revocation_id,
+            digest,
         })
     }
 
-    /// Runs every check in the token (ours and the holder's) against this request.
+    /// Runs every check in the token (ours and the holder's) against this request; the
+    /// outcome for the same token and request shape is reused for a second.
     pub fn authorize(
         &self,
         verified: &Verified,
@@ -281,6 +295,47 @@ impl AccessKeys {
         if verified.expires_at <= SystemTime::now() {
             return Err(Refusal::Expired);
         }
+        let mut hasher = Sha256::new();
+        hasher.update(verified.digest);
+        for part in [request.method, request.path, request.protocol, request.host] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let key: [u8; 32] = hasher.finalize().into();
+        {
+            let authorized = self.authorized.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((allowed, at)) = authorized.get(&key)
+                && at.elapsed() < AUTHORIZED_TTL
+            {
+                return if *allowed {
+                    Ok(())
+                } else {
+                    Err(Refusal::Forbidden)
+                };
+            }
+        }
+        let outcome = self.authorize_uncached(verified, request);
+        let allowed = match outcome {
+            Ok(()) => true,
+            Err(Refusal::Forbidden) => false,
+            Err(other) => return Err(other),
+        };
+        let mut authorized = self.authorized.lock().unwrap_or_else(|e| e.into_inner());
+        if authorized.len() >= CACHE_CAPACITY {
+            authorized.retain(|_, (_, at)| at.elapsed() < AUTHORIZED_TTL);
+            if authorized.len() >= CACHE_CAPACITY {
+                authorized.clear();
+            }
+        }
+        authorized.insert(key, (allowed, Instant::now()));
+        outcome
+    }
+
+    fn authorize_uncached(
+        &self,
+        verified: &Verified,
+        request: &RequestFacts<'_>,
+    ) -> Result<(), Refusal> {
         let mut params = HashMap::new();
         params.insert("method".to_owned(), Term::Str(request.method.to_owned()));
         params.insert("path".to_owned(), Term::Str(request.path.to_owned()));
@@ -303,6 +358,9 @@ impl AccessKeys {
         match authorizer.authorize() {
             Ok(_) => Ok(()),
             Err(biscuit_auth::error::Token::FailedLogic(_)) => Err(Refusal::Forbidden),
+            Err(biscuit_auth::error::Token::RunLimit(biscuit_auth::error::RunLimit::Timeout)) => {
+                Err(Refusal::Busy)
+            }
             Err(biscuit_auth::error::Token::RunLimit(_)) => Err(Refusal::Forbidden),
             Err(_) => Err(Refusal::Invalid),
         }
@@ -311,6 +369,10 @@ impl AccessKeys {
     /// Forgets cached verifications (after a revocation or a pub/sub gap).
     pub fn forget(&self) {
         self.lock().clear();
+        self.authorized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -345,6 +407,7 @@ mod tests {
             keys: vec![(3, KeyPair::new()), (1, KeyPair::new())],
             assertion_secret: b"secret".to_vec(),
             cache: Mutex::new(HashMap::new()),
+            authorized: Mutex::new(HashMap::new()),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Each movement is one database transaction: the account rows are changed with
 //! conditional `UPDATE … RETURNING` (a user debit only `WHERE balance - pending_debits >=
-//! amount`), in account-id order so two transfers never wait on each other in a cycle, and
+//! amount`), in one lock order (users, then system accounts) so two transfers never wait on
+//! each other in a cycle, and
 //! the transfer row is inserted with the balances it left. Account ids are derived from
 //! their names (UUID v5), so no lookup precedes the updates.
 
@@ -67,11 +68,71 @@ impl SystemAccount {
         }
     }
 
-    /// The system account with this id, if any.
+    /// The system account with this id (any of its shards), if any.
     pub fn by_id(id: Uuid) -> Option<SystemAccount> {
-        Self::ALL
-            .into_iter()
-            .find(|s| Account::System(*s).id() == id)
+        Self::ALL.into_iter().find(|s| {
+            (0..SYSTEM_SHARDS).any(|shard| {
+                Slot {
+                    account: Account::System(*s),
+                    shard,
+                }
+                .id()
+                    == id
+            })
+        })
+    }
+}
+
+/// Each system account is kept as this many rows (shards), and a transfer touches one of
+/// them at random: every sale or reward touches a system account, and one row would make
+/// them all wait on its lock. Its balance is the sum of its shards.
+pub const SYSTEM_SHARDS: u8 = 8;
+
+/// One concrete account row: a user's account, or one shard of a system account
+/// (shard 0 has the system account's plain name and id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    account: Account,
+    shard: u8,
+}
+
+impl Slot {
+    fn name(self) -> String {
+        match (self.account, self.shard) {
+            (account, 0) => account.name(),
+            (account, shard) => format!("{}#{shard}", account.name()),
+        }
+    }
+
+    fn id(self) -> Uuid {
+        match self.shard {
+            0 => self.account.id(),
+            _ => Uuid::new_v5(
+                &ACCOUNT_NAMESPACE,
+                format!("{}:{COIN}", self.name()).as_bytes(),
+            ),
+        }
+    }
+
+    fn new_row(self) -> account::ActiveModel {
+        let now = Utc::now();
+        let (user_id, kind, allow_negative) = match self.account {
+            Account::User(id) => (Some(id), "user", false),
+            Account::System(_) => (None, "system", true),
+        };
+        account::ActiveModel {
+            id: Set(self.id()),
+            name: Set(self.name()),
+            user_id: Set(user_id),
+            asset: Set(COIN.to_owned()),
+            kind: Set(kind.to_owned()),
+            balance: Set(0),
+            pending_debits: Set(0),
+            pending_credits: Set(0),
+            allow_negative: Set(allow_negative),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
     }
 }
 
@@ -102,24 +163,15 @@ impl Account {
         )
     }
 
-    fn new_row(self) -> account::ActiveModel {
-        let now = Utc::now();
-        let (user_id, kind, allow_negative) = match self {
-            Account::User(id) => (Some(id), "user", false),
-            Account::System(_) => (None, "system", true),
+    /// The row a transfer touches: the user's account, or a random shard.
+    fn slot(self) -> Slot {
+        let shard = match self {
+            Account::User(_) => 0,
+            Account::System(_) => rand::random::<u8>() % SYSTEM_SHARDS,
         };
-        account::ActiveModel {
-            id: Set(self.id()),
-            name: Set(self.name()),
-            user_id: Set(user_id),
-            asset: Set(COIN.to_owned()),
-            kind: Set(kind.to_owned()),
-            balance: Set(0),
-            pending_debits: Set(0),
-            pending_credits: Set(0),
-            allow_negative: Set(allow_negative),
-            created_at: Set(now),
-            updated_at: Set(now),
+        Slot {
+            account: self,
+            shard,
         }
     }
 }
@@ -317,14 +369,18 @@ pub async fn open_user_account(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
 ) -> std::result::Result<(), DbErr> {
-    create_account(conn, Account::User(user_id)).await
+    create_account(
+        conn,
+        Slot {
+            account: Account::User(user_id),
+            shard: 0,
+        },
+    )
+    .await
 }
 
-async fn create_account(
-    conn: &impl ConnectionTrait,
-    account: Account,
-) -> std::result::Result<(), DbErr> {
-    let inserted = account::Entity::insert(account.new_row())
+async fn create_account(conn: &impl ConnectionTrait, slot: Slot) -> std::result::Result<(), DbErr> {
+    let inserted = account::Entity::insert(slot.new_row())
         .on_conflict(
             OnConflict::column(account::Column::Id)
                 .do_nothing()
@@ -341,7 +397,16 @@ async fn create_account(
 /// Creates every system account that does not exist yet (at start-up).
 pub async fn ensure_system_accounts(conn: &impl ConnectionTrait) -> std::result::Result<(), DbErr> {
     for system in SystemAccount::ALL {
-        create_account(conn, Account::System(system)).await?;
+        for shard in 0..SYSTEM_SHARDS {
+            create_account(
+                conn,
+                Slot {
+                    account: Account::System(system),
+                    shard,
+                },
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -448,22 +513,18 @@ async fn apply(
 }
 
 /// Applies `change` to `account`, opening the account when it does not exist yet.
-async fn apply_to(
-    conn: &impl ConnectionTrait,
-    account: Account,
-    change: Change,
-) -> Result<AfterUpdate> {
-    if let Some(after) = apply(conn, account.id(), change).await? {
+async fn apply_to(conn: &impl ConnectionTrait, slot: Slot, change: Change) -> Result<AfterUpdate> {
+    if let Some(after) = apply(conn, slot.id(), change).await? {
         return Ok(after);
     }
-    let existing = account::Entity::find_by_id(account.id()).one(conn).await?;
+    let existing = account::Entity::find_by_id(slot.id()).one(conn).await?;
     match existing {
         Some(row) => Err(WalletError::InsufficientFunds {
             available: row.balance - row.pending_debits,
             needed: change.need.unwrap_or(0),
         }),
         None => {
-            if let Account::User(user_id) = account {
+            if let Account::User(user_id) = slot.account {
                 let exists = crate::identity::entity::user::Entity::find_by_id(user_id)
                     .one(conn)
                     .await?
@@ -472,8 +533,8 @@ async fn apply_to(
                     return Err(WalletError::UnknownAccount);
                 }
             }
-            create_account(conn, account).await?;
-            apply(conn, account.id(), change)
+            create_account(conn, slot).await?;
+            apply(conn, slot.id(), change)
                 .await?
                 .ok_or(WalletError::InsufficientFunds {
                     available: 0,
@@ -522,13 +583,36 @@ async fn record(
     })
 }
 
-/// Applies both sides in account-id order (the same lock order everywhere).
+/// The order in which account rows are locked, the same everywhere so that two
+/// transfers never wait on each other in a cycle: user accounts first, then system
+/// accounts (the hot rows every sale or reward touches, held as briefly as possible), each
+/// group by id.
+fn lock_rank(id: Uuid) -> (bool, Uuid) {
+    static SYSTEM: std::sync::OnceLock<Vec<Uuid>> = std::sync::OnceLock::new();
+    let system = SYSTEM.get_or_init(|| {
+        SystemAccount::ALL
+            .iter()
+            .flat_map(|s| {
+                (0..SYSTEM_SHARDS).map(|shard| {
+                    Slot {
+                        account: Account::System(*s),
+                        shard,
+                    }
+                    .id()
+                })
+            })
+            .collect()
+    });
+    (system.contains(&id), id)
+}
+
+/// Applies both sides in lock order.
 async fn apply_both(
     conn: &impl ConnectionTrait,
-    debit: (Account, Change),
-    credit: (Account, Change),
+    debit: (Slot, Change),
+    credit: (Slot, Change),
 ) -> Result<(AfterUpdate, AfterUpdate)> {
-    if debit.0.id() < credit.0.id() {
+    if lock_rank(debit.0.id()) < lock_rank(credit.0.id()) {
         let d = apply_to(conn, debit.0, debit.1).await?;
         let c = apply_to(conn, credit.0, credit.1).await?;
         Ok((d, c))
@@ -596,10 +680,11 @@ pub async fn transfer_in(
             "pending",
         ),
     };
-    let after = apply_both(conn, (req.debit, debit_change), (req.credit, credit_change)).await?;
+    let (debit, credit) = (req.debit.slot(), req.credit.slot());
+    let after = apply_both(conn, (debit, debit_change), (credit, credit_change)).await?;
     record(
         conn,
-        (req.debit.id(), req.credit.id()),
+        (debit.id(), credit.id()),
         req.amount,
         req.kind.as_str(),
         after,
@@ -713,7 +798,7 @@ fn accounts_of(row: &transfer::Model) -> (Uuid, Uuid) {
     (row.debit_account_id, row.credit_account_id)
 }
 
-/// Applies changes to two accounts known by id, in id order.
+/// Applies changes to two accounts known by id, in lock order.
 async fn apply_ids(
     conn: &impl ConnectionTrait,
     debit: (Uuid, Change),
@@ -732,7 +817,7 @@ async fn apply_ids(
             needed: change.need.unwrap_or(0),
         })
     };
-    if debit.0 < credit.0 {
+    if lock_rank(debit.0) < lock_rank(credit.0) {
         let d = run(debit.0, debit.1).await?;
         let c = run(credit.0, credit.1).await?;
         Ok((d, c))
@@ -1007,7 +1092,11 @@ pub async fn ledger_totals(conn: &impl ConnectionTrait) -> Result<LedgerTotals> 
         totals.imbalance += a.balance;
         totals.pending_imbalance += a.pending_debits - a.pending_credits;
         if a.kind == "system" {
-            totals.system.push((a.name, a.balance));
+            let name = a.name.split('#').next().unwrap_or(&a.name).to_owned();
+            match totals.system.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, balance)) => *balance += a.balance,
+                None => totals.system.push((name, a.balance)),
+            }
         } else {
             totals.total_user_balances += a.balance;
         }

@@ -985,3 +985,76 @@ async fn with_redis_down_checks_fall_back_to_the_database_and_revocation_holds()
     );
     cut.restore().await;
 }
+
+#[tokio::test]
+async fn a_proxy_host_is_proxied_on_every_path_and_use_is_recorded() {
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let app = builder(Some(upstream.url()))
+        .configure(|c| c.access.access_proxy_host = Some("tools.example.com".into()))
+        .spawn()
+        .await;
+    let una = rich_user(&app, "una@example.com", "una", 50).await;
+    let (token, _) = token_for(&app, &una).await;
+    let page = app
+        .client
+        .get(app.url("/page"))
+        .header("host", "tools.example.com")
+        .header("x-access-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().await.unwrap(), page_body());
+    let seen = upstream.last().unwrap();
+    assert_eq!(seen.uri, "/page");
+    assert_eq!(seen.header("x-forwarded-prefix"), None);
+    assert_eq!(seen.header("x-forwarded-host"), Some("tools.example.com"));
+    // Without a token, even /graphql on that host belongs to the proxy.
+    let refused = app
+        .client
+        .get(app.url("/graphql"))
+        .header("host", "tools.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refusal(refused).await, (401, "missing_token".into()));
+    // The site itself still answers on its own host.
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Use is written down in batches.
+    tessera::access::service::flush_last_used(&app.state)
+        .await
+        .unwrap();
+    let body = app
+        .graphql_as(
+            &una.access,
+            "{ me { accessTokens { edges { node { lastUsedAt } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        body["data"]["me"]["accessTokens"]["edges"][0]["node"]["lastUsedAt"].is_string(),
+        "{body}"
+    );
+
+    // The checks are counted by level and outcome.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("access_token_checks"), "{metrics}");
+    assert!(metrics.contains("access_proxy_requests"), "{metrics}");
+}

@@ -192,19 +192,19 @@ impl Kv for MemoryKv {
 
     async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, KvError> {
         let now = Instant::now();
-        let now_ms = (now - self.epoch).as_millis() as u64;
+        let now_us = (now - self.epoch).as_micros() as u64;
         let key = self.key(key);
         let mut state = self.lock();
         let tat = state
             .live(&key, now)
             .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<u64>().ok());
-        let (decision, new_tat) = gcra(limit, tat, now_ms);
+        let (decision, new_tat) = gcra(limit, tat, now_us);
         if let Some(new_tat) = new_tat {
             state.entries.insert(
                 key,
                 Entry {
                     value: new_tat.to_string().into_bytes(),
-                    expires_at: Some(now + Duration::from_millis(new_tat - now_ms)),
+                    expires_at: Some(now + Duration::from_micros(new_tat - now_us)),
                 },
             );
             state.after_write(now);

@@ -52,13 +52,14 @@ impl RateLimit {
         Self::new(limit, Duration::from_secs(60))
     }
 
-    fn period_ms(&self) -> u64 {
-        (self.period.as_millis() as u64).max(1)
+    /// The period in microseconds (limits above 1 000/s need finer than milliseconds).
+    fn period_us(&self) -> u64 {
+        (self.period.as_micros() as u64).max(1)
     }
 
-    /// Milliseconds between two events at the sustained rate.
-    fn interval_ms(&self) -> u64 {
-        (self.period_ms() / u64::from(self.limit)).max(1)
+    /// Microseconds between two events at the sustained rate.
+    fn interval_us(&self) -> u64 {
+        (self.period_us() / u64::from(self.limit)).max(1)
     }
 }
 
@@ -75,9 +76,10 @@ pub struct RateDecision {
 /// The generic cell rate algorithm, shared by both backends (the Redis Lua script is the
 /// same arithmetic). `tat` is the stored theoretical arrival time in ms, `now` the clock.
 /// Returns the decision and, when allowed, the new `tat` to store.
+/// GCRA on a microsecond clock: `now` and the theoretical arrival time `tat` are in µs.
 pub(crate) fn gcra(limit: RateLimit, tat: Option<u64>, now: u64) -> (RateDecision, Option<u64>) {
-    let interval = limit.interval_ms();
-    let period = limit.period_ms();
+    let interval = limit.interval_us();
+    let period = limit.period_us();
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat + interval;
     let allow_at = new_tat.saturating_sub(period);
@@ -85,7 +87,7 @@ pub(crate) fn gcra(limit: RateLimit, tat: Option<u64>, now: u64) -> (RateDecisio
         let decision = RateDecision {
             allowed: false,
             remaining: 0,
-            retry_after: Duration::from_millis(allow_at - now),
+            retry_after: Duration::from_micros(allow_at - now),
         };
         return (decision, None);
     }
@@ -172,7 +174,7 @@ mod tests {
     fn gcra_allows_a_burst_then_paces() {
         let limit = RateLimit::new(3, Duration::from_secs(3));
         let mut tat = None;
-        let now = 10_000;
+        let now = 10_000_000;
         for expected_remaining in [2, 1, 0] {
             let (d, t) = gcra(limit, tat, now);
             assert!(d.allowed);
@@ -184,10 +186,10 @@ mod tests {
         assert!(t.is_none());
         assert_eq!(d.retry_after, Duration::from_millis(1000));
         // One interval later exactly one more is allowed.
-        let (d, t) = gcra(limit, tat, now + 1000);
+        let (d, t) = gcra(limit, tat, now + 1_000_000);
         assert!(d.allowed);
         assert_eq!(d.remaining, 0);
-        let (d, _) = gcra(limit, t, now + 1000);
+        let (d, _) = gcra(limit, t, now + 1_000_000);
         assert!(!d.allowed);
     }
 }

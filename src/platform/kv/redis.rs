@@ -29,20 +29,20 @@ if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]
 return v
 ";
 
-/// GCRA, the same arithmetic as `super::gcra`, on Redis's own clock so that every instance
-/// agrees on time. Returns {allowed, remaining, retry_after_ms}.
+/// GCRA, the same arithmetic as `super::gcra` (microseconds), on Redis's own clock so that
+/// every instance agrees on time. Returns {allowed, remaining, retry_after_us}.
 const GCRA_SCRIPT: &str = r"
 local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = now
 local stored = redis.call('GET', KEYS[1])
 if stored then tat = math.max(tonumber(stored), now) end
 local new_tat = tat + interval
 local allow_at = new_tat - period
 if now < allow_at then return {0, 0, allow_at - now} end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', new_tat - now)
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 return {1, math.floor((period - (new_tat - now)) / interval), 0}
 ";
 
@@ -241,17 +241,17 @@ impl Kv for RedisKv {
     }
 
     async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, KvError> {
-        let args = vec![limit.interval_ms() as i64, limit.period_ms() as i64];
+        let args = vec![limit.interval_us() as i64, limit.period_us() as i64];
         let reply: Vec<i64> = self
             .gcra
             .evalsha_with_reload(self.pool.next(), vec![self.key(key)], args)
             .await
             .map_err(unavailable)?;
         match reply[..] {
-            [allowed, remaining, retry_after_ms] => Ok(RateDecision {
+            [allowed, remaining, retry_after_us] => Ok(RateDecision {
                 allowed: allowed == 1,
                 remaining: remaining.max(0) as u32,
-                retry_after: Duration::from_millis(retry_after_ms.max(0) as u64),
+                retry_after: Duration::from_micros(retry_after_us.max(0) as u64),
             }),
             _ => Err(KvError::Protocol(format!("rate limiter replied {reply:?}"))),
         }
