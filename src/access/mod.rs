@@ -141,6 +141,11 @@ impl AccessState {
     /// cancelled when the access token is revoked; [`Self::closed`] unregisters.
     fn open_socket(&self, token_id: Uuid, max: usize) -> Option<(u64, CancellationToken)> {
         let mut sockets = lock(&self.sockets);
+        // A revocation that arrived since the token was checked: `revoked_here` marks
+        // memory before it takes this lock, so it is seen here or closes what we add.
+        if self.remembered(token_id) == Some(false) {
+            return None;
+        }
         let open = sockets.entry(token_id).or_default();
         if open.len() >= max {
             return None;

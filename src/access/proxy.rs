@@ -35,7 +35,7 @@ use super::{
 use crate::{
     app::AppState,
     graphql::{RequestMeta, error::http_error},
-    identity::auth::cookie,
+    identity::auth::{ACCESS_COOKIE, REFRESH_COOKIE, cookie},
     platform::kv::RateLimit,
 };
 
@@ -131,10 +131,25 @@ fn find_token(req: &Request, cookie_name: &str, websocket: bool) -> Option<(Stri
 
 /// Refuses `..` segments, encoded slashes and encoded dots anywhere in the path.
 fn sane_path(raw: &str) -> bool {
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || raw.contains('\\')
-    {
+    if raw.contains('\\') || raw.contains(';') {
+        // Backslashes and `;` path parameters (`/a/..;/b`) mean other paths to some servers.
         return false;
+    }
+    // A percent-escape of a character that needs none (a letter, a digit, `-._~`, or `/`
+    // and `\`) only serves to make a path look like another to the token's checks.
+    let bytes = raw.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                return false;
+            };
+            if value.is_ascii_alphanumeric() || b"-._~/\\".contains(&value) {
+                return false;
+            }
+        }
     }
     !raw.split('/')
         .any(|segment| segment == ".." || segment == ".")
@@ -185,10 +200,12 @@ fn is_host_mode(state: &AppState, req: &Request) -> bool {
 }
 
 fn request_host(req: &Request) -> &str {
+    // HTTP/2 carries the host in the URI's authority instead of a Host header.
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
     host.rsplit_once(':')
         .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
@@ -253,11 +270,17 @@ async fn admit(
     if let Err(r) = service::check_active(state, verified.token_id).await {
         return refuse(outcome_of(r), token_refusal(r));
     }
+    // The host the token is used at comes from our configuration, not the client.
+    let public = state.config.public_url();
+    let host = match &state.config.access.access_proxy_host {
+        Some(host) if is_host_mode(state, req) => host.as_str(),
+        _ => public.host_str().unwrap_or(""),
+    };
     let facts = RequestFacts {
         method: req.method().as_str(),
         path,
         protocol,
-        host: request_host(req),
+        host,
     };
     if let Err(r) = state.access.keys.authorize(&verified, &facts) {
         return refuse(outcome_of(r), token_refusal(r));
@@ -391,14 +414,26 @@ fn forward_headers(
             continue;
         }
         if name == header::COOKIE {
-            if let Some(kept) = value
-                .to_str()
-                .ok()
-                .and_then(|v| strip_cookie(v, &state.config.access.access_proxy_cookie))
+            let kept = value.to_str().ok().and_then(|v| {
+                strip_cookie(v, &state.config.access.access_proxy_cookie)
+                    .and_then(|v| strip_cookie(&v, ACCESS_COOKIE))
+                    .and_then(|v| strip_cookie(&v, REFRESH_COOKIE))
+            });
+            if let Some(kept) = kept
                 && let Ok(value) = HeaderValue::from_str(&kept)
             {
                 out.append(header::COOKIE, value);
             }
+            continue;
+        }
+        // Our own session credentials never leave for the upstream.
+        if name == header::AUTHORIZATION
+            && value
+                .to_str()
+                .ok()
+                .and_then(crate::identity::auth::bearer_token)
+                .is_some_and(|t| t.starts_with("tsr_"))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -999,9 +1034,35 @@ async fn pump(
 /// `POST /access/authenticate {"token"}`: checks the token and sets the proxy cookie.
 #[poem::handler]
 pub async fn access_authenticate(
+    req: &Request,
     poem::web::Data(state): poem::web::Data<&AppState>,
     body: Body,
 ) -> Response {
+    // A cross-site form could otherwise plant someone else's token in this browser.
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json",
+        );
+    }
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        && !state.allowed_origins.iter().any(|a| a == origin)
+    {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this origin may not set the access cookie",
+        );
+    }
     #[derive(serde::Deserialize)]
     struct Input {
         token: String,
@@ -1125,7 +1186,15 @@ mod tests {
         ] {
             assert!(!sane_path(bad), "{bad}");
         }
-        for good in ["/proxy/", "/proxy/reports/q3", "/proxy/a..b/c"] {
+        for bad in ["/proxy/reports/..;/admin", "/proxy/%61dmin", "/proxy/a%2"] {
+            assert!(!sane_path(bad), "{bad}");
+        }
+        for good in [
+            "/proxy/",
+            "/proxy/reports/q3",
+            "/proxy/a..b/c",
+            "/proxy/a%20b",
+        ] {
             assert!(sane_path(good), "{good}");
         }
     }

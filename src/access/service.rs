@@ -26,6 +26,8 @@ use crate::{
 pub const REVOKED_CHANNEL: &str = "access.revoked";
 /// How long this instance trusts what it learned about a token.
 const MEMORY_TTL: Duration = Duration::from_secs(5);
+/// How long kv vouches for a token being active (a revocation overwrites it at once).
+const ACTIVE_KV_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -248,7 +250,12 @@ async fn purchase_in(
                 TransferKind::AccessToken,
             )
             .reference(format!("access_token:{token_id}"))
-            .idempotency_key(scoped_key.as_ref().map(|k| format!("access:{k}"))),
+            // Derived from the purchase's key, fixed length whatever the key's.
+            .idempotency_key(
+                scoped_key
+                    .as_ref()
+                    .map(|k| format!("access:{}", hex::encode(Sha256::digest(k.as_bytes())))),
+            ),
         )
         .await?;
         Some(moved.transfer.id)
@@ -316,6 +323,8 @@ pub async fn revoke(
         .filter(|row| as_admin || row.user_id == actor)
         .ok_or(AccessError::NotFound)?;
     if row.revoked_at.is_some() {
+        // Already revoked: tell everyone again (a repair if kv or pub/sub missed it).
+        announce(state, &[(token_id, row.expires_at)]).await;
         return Ok(row);
     }
     let txn = state.db.begin_write().await?;
@@ -436,12 +445,29 @@ pub async fn check_active(state: &AppState, token_id: Uuid) -> std::result::Resu
     let active = row.revoked_at.is_none();
     metrics.record_access_check("database", if active { "active" } else { "revoked" });
     state.access.remember(token_id, active);
-    let ttl = (row.expires_at - Utc::now())
+    // "active" is only a cache: short-lived, and never written over a "revoked" that a
+    // revocation may have set since our read (SET NX). "revoked" is final until expiry.
+    let until_expiry = (row.expires_at - Utc::now())
         .to_std()
         .unwrap_or(Duration::from_secs(1))
-        .clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let value: &[u8] = if active { b"active" } else { b"revoked" };
-    if let Err(e) = state.kv.set(&kv_key(token_id), value, Some(ttl)).await {
+        .max(Duration::from_secs(1));
+    let cached = if active {
+        state
+            .kv
+            .set_nx(
+                &kv_key(token_id),
+                b"active",
+                until_expiry.min(ACTIVE_KV_TTL),
+            )
+            .await
+            .map(|_| ())
+    } else {
+        state
+            .kv
+            .set(&kv_key(token_id), b"revoked", Some(until_expiry))
+            .await
+    };
+    if let Err(e) = cached {
         tracing::debug!(error = %e, "could not cache an access check in kv");
     }
     if active {

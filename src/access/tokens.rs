@@ -249,10 +249,17 @@ impl AccessKeys {
             .set_limits(limits())
             .build(&biscuit)
             .map_err(|_| Refusal::Invalid)?;
+        // Running out of time is the machine's doing, not the token's.
+        let refused = |e: biscuit_auth::error::Token| match e {
+            biscuit_auth::error::Token::RunLimit(biscuit_auth::error::RunLimit::Timeout) => {
+                Refusal::Busy
+            }
+            _ => Refusal::Invalid,
+        };
         let mut one = |rule: &str| -> Result<String, Refusal> {
             let found: Vec<(String,)> = authorizer
                 .query_with_limits(rule, limits())
-                .map_err(|_| Refusal::Invalid)?;
+                .map_err(refused)?;
             match found.as_slice() {
                 [(value,)] => Ok(value.clone()),
                 _ => Err(Refusal::Invalid),
@@ -266,7 +273,7 @@ impl AccessKeys {
             .map_err(|_| Refusal::Invalid)?;
         let expires: Vec<(SystemTime,)> = authorizer
             .query_with_limits("e($e) <- expires($e)", limits())
-            .map_err(|_| Refusal::Invalid)?;
+            .map_err(refused)?;
         let [(expires_at,)] = expires.as_slice() else {
             return Err(Refusal::Invalid);
         };

@@ -102,6 +102,7 @@ pub async fn complete(
         .await?;
     let label = profile.kind.label();
     let mut ended_sessions_of = None;
+    let mut ended_families = Vec::new();
     let user = match (existing, purpose) {
         (Some(found), Purpose::Link { user_id }) => {
             if found.user_id != user_id {
@@ -127,8 +128,9 @@ pub async fn complete(
         }
         (Some(found), Purpose::Login) => {
             let user = find_active(&txn, found.user_id).await?;
+            let previous = found.email.clone();
             refresh_identity(&txn, found, profile).await?;
-            refresh_profile(state, &txn, user, profile).await?
+            refresh_profile(state, &txn, user, profile, previous.as_deref()).await?
         }
         (None, Purpose::Login) => {
             let email = verified_email(profile);
@@ -141,13 +143,20 @@ pub async fn complete(
                     if owner.disabled_at.is_some() {
                         return Err(IdentityError::Disabled);
                     }
-                    link_new(&txn, &owner, profile).await?;
                     let mut active: user::ActiveModel = owner.clone().into();
                     if owner.email_verified_at.is_none() {
+                        // Whoever registered the address never proved it: nothing they set
+                        // up stays (password, other sign-in methods, sessions, tokens).
                         active.email_verified_at = Set(Some(now()));
                         active.password_hash = Set(None);
+                        identity::Entity::delete_many()
+                            .filter(identity::Column::UserId.eq(owner.id))
+                            .exec(&txn)
+                            .await?;
+                        ended_families = end_sessions_in(&txn, owner.id).await?;
                         ended_sessions_of = Some(owner.id);
                     }
+                    link_new(&txn, &owner, profile).await?;
                     active.updated_at = Set(now());
                     let owner = active.update(&txn).await?;
                     audit::record(
@@ -161,7 +170,7 @@ pub async fn complete(
                             })),
                     )
                     .await?;
-                    refresh_profile(state, &txn, owner, profile).await?
+                    refresh_profile(state, &txn, owner, profile, None).await?
                 }
                 None => provision(state, &txn, profile, email).await?,
             }
@@ -173,14 +182,39 @@ pub async fn complete(
     };
     txn.commit().await?;
     if let Some(user_id) = ended_sessions_of {
-        // The sessions that existed before the address was proven; the new one survives.
-        let keep = match &outcome {
-            Outcome::SignedIn(issued) => Some(issued.session_id),
-            Outcome::Linked(_) => None,
-        };
-        service::revoke_families(state, user_id, None, keep).await?;
+        // Their sessions are already ended in the database; now at once everywhere.
+        if let Err(e) = super::auth::mark_revoked(state, &ended_families).await {
+            tracing::warn!(error = %e, "could not broadcast ended sessions");
+        }
+        if let Err(e) = crate::access::service::revoke_all_for_user(state, user_id).await {
+            tracing::error!(error = %e, "could not revoke a claimed account's access tokens");
+        }
     }
     Ok(outcome)
+}
+
+/// Ends every session of `user_id` in the database (inside the caller's transaction) and
+/// returns their families, for the kv markers after commit.
+async fn end_sessions_in(conn: &impl sea_orm::ConnectionTrait, user_id: Uuid) -> Result<Vec<Uuid>> {
+    use super::entity::session;
+    let families: Vec<Uuid> = session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|s| s.family_id)
+        .collect();
+    session::Entity::update_many()
+        .col_expr(
+            session::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(families)
 }
 
 async fn find_active(conn: &impl sea_orm::ConnectionTrait, user_id: Uuid) -> Result<user::Model> {
@@ -232,16 +266,22 @@ async fn refresh_identity(
 }
 
 /// Takes the provider's current address, username, display name and avatar, each only when
-/// it fits (a verified address nobody else has, a valid username nobody else has).
+/// it fits (a verified address nobody else has, that replaces one the provider gave; a
+/// valid username nobody else has).
 async fn refresh_profile(
     state: &AppState,
     conn: &impl sea_orm::ConnectionTrait,
     user: user::Model,
     profile: &ExternalProfile,
+    previous_provider_email: Option<&str>,
 ) -> Result<user::Model> {
     let mut active: user::ActiveModel = user.clone().into();
     let mut changed = false;
+    // The address follows the provider only where it came from the provider (or there is
+    // none): an address the user set themselves is not replaced behind their back.
+    let follows_provider = user.email.is_none() || user.email.as_deref() == previous_provider_email;
     if let Some(email) = verified_email(profile)
+        && follows_provider
         && user.email.as_deref() != Some(email.as_str())
         && user_by_email(conn, &email).await?.is_none()
     {
@@ -348,6 +388,15 @@ pub async fn unlink(
     meta: &RequestMeta,
 ) -> Result<user::Model> {
     let txn = state.db.begin_write().await?;
+    // Lock the user's row so two unlinks cannot each count the other's identity.
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(user::Column::Id.eq(viewer.user_id))
+        .exec(&txn)
+        .await?;
     let user = find_active(&txn, viewer.user_id).await?;
     let found = identity::Entity::find()
         .filter(identity::Column::UserId.eq(user.id))

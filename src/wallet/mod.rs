@@ -34,6 +34,14 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> service::Result<service::Transferred> {
     let reason = reason.trim();
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > service::MAX_KEY_LEN)
+    {
+        return Err(WalletError::InvalidInput(
+            "the idempotency key must be 1 to 160 characters",
+        ));
+    }
     if reason.is_empty() || reason.len() > 500 {
         return Err(WalletError::InvalidInput(
             "a reason of 1 to 500 characters is required",
@@ -45,7 +53,10 @@ pub async fn grant(
         amount,
         TransferKind::Grant,
     )
-    .idempotency_key(idempotency_key.map(|k| format!("grant:{k}")))
+    .idempotency_key(idempotency_key.map(|k| {
+        use sha2::Digest;
+        format!("grant:{}", hex::encode(sha2::Sha256::digest(k.as_bytes())))
+    }))
     .metadata(serde_json::json!({ "reason": reason, "by": admin.user_id() }));
     let done = service::retrying(|| async {
         let txn = state.db.begin_write().await?;

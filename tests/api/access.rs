@@ -208,10 +208,10 @@ async fn buying_lists_and_revoking() {
 #[tokio::test]
 async fn purchase_refusals_change_nothing() {
     let app = builder(None)
-        .configure(|c| c.access.access_token_max_active = 2)
+        .configure(|c| c.access.access_token_max_active = 3)
         .spawn()
         .await;
-    let cy = rich_user(&app, "cy@example.com", "cy.c", 35).await;
+    let cy = rich_user(&app, "cy@example.com", "cy.c", 45).await;
     for (input, code, reason) in [
         (
             json!({ "durationHours": 2 }),
@@ -232,12 +232,20 @@ async fn purchase_refusals_change_nothing() {
         let body = buy(&app, &cy, input).await;
         assert_eq!(error_of(&body), (code.into(), reason.into()), "{body}");
     }
-    assert_eq!(balance(&app, &cy).await, 35);
+    assert_eq!(balance(&app, &cy).await, 45);
     let anonymous = app
         .graphql(BUY, json!({ "i": { "durationHours": 1 } }))
         .await;
     assert_eq!(error_of(&anonymous).0, "UNAUTHENTICATED");
 
+    // The longest key accepted works (prefixes added inside do not push it over).
+    let long = buy(
+        &app,
+        &cy,
+        json!({ "durationHours": 1, "idempotencyKey": "k".repeat(160) }),
+    )
+    .await;
+    assert!(long["errors"].is_null(), "{long}");
     // The same key for another request is a conflict; for the same one, a replay.
     let keyed = json!({ "durationHours": 1, "idempotencyKey": "k-1" });
     let a = buy(&app, &cy, keyed.clone()).await;
@@ -346,7 +354,14 @@ async fn the_proxy_forwards_without_our_credentials_and_signs_an_assertion() {
         .client
         .get(app.url("/proxy/headers?x=1"))
         .header("x-access-token", &token)
-        .header("cookie", format!("theme=dark; tessera_access={token}"))
+        .header(
+            "cookie",
+            format!(
+                "theme=dark; tessera_access={token}; tsr_access={}",
+                fay.access
+            ),
+        )
+        .header("authorization", format!("Bearer {}", fay.access))
         .header("connection", "x-hop")
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
@@ -358,7 +373,16 @@ async fn the_proxy_forwards_without_our_credentials_and_signs_an_assertion() {
     let seen = upstream.last().unwrap();
     assert_eq!(seen.uri, "/headers?x=1");
     assert_eq!(seen.header("x-access-token"), None);
-    assert_eq!(seen.header("cookie"), Some("theme=dark"));
+    assert_eq!(
+        seen.header("cookie"),
+        Some("theme=dark"),
+        "our cookies are stripped"
+    );
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "our bearer token is stripped"
+    );
     assert_eq!(seen.header("x-hop"), None);
     assert_eq!(seen.header("keep-alive"), None);
     assert_eq!(
@@ -434,6 +458,27 @@ async fn the_cookie_routes_sign_a_browser_in_and_out() {
         .no_proxy()
         .build()
         .unwrap();
+    // A cross-site form cannot plant a token: JSON only, and only from allowed origins.
+    let form = client
+        .post(app.url("/access/authenticate"))
+        .header("content-type", "text/plain")
+        .body(json!({ "token": token }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refusal(form).await, (415, "unsupported_media_type".into()));
+    let foreign = client
+        .post(app.url("/access/authenticate"))
+        .header("origin", "https://evil.example")
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(foreign).await.0,
+        403,
+        "refused (by the CORS layer first)"
+    );
     let bad = client
         .post(app.url("/access/authenticate"))
         .json(&json!({ "token": "tsr_at_nope" }))
@@ -507,7 +552,13 @@ async fn proxy_refusals_are_json_and_reach_nothing() {
         401
     );
     // Sent raw: an HTTP client would normalise the dots away before sending.
-    for path in ["/proxy/a/%2e%2e/page", "/proxy/a/../page", "/proxy/a%2fb"] {
+    for path in [
+        "/proxy/a/%2e%2e/page",
+        "/proxy/a/../page",
+        "/proxy/a%2fb",
+        "/proxy/reports/..;/page",
+        "/proxy/%70age",
+    ] {
         assert_eq!(raw_get(&app, path, &token).await, 400, "{path}");
     }
     let big = app

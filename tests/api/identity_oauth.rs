@@ -226,8 +226,15 @@ async fn an_unverified_provider_email_never_merges_accounts() {
 async fn a_verified_provider_email_claims_an_unverified_account() {
     let fakes = fakes().await;
     let app = app_with(&fakes).await;
-    // Someone registered this address without ever proving it.
+    // Someone registered this address without ever proving it, and linked their GitHub.
     let squatter = app.register("victim@example.com", "squatter").await;
+    fakes
+        .github
+        .sign_in_as(FakeAccount::new("666", "squatter@example.com", "squatgh"));
+    let squat_browser = Browser::new();
+    squat_browser.set_cookie("127.0.0.1", "tsr_access", &squatter.access);
+    let callback = to_callback(&squat_browser, &app, "github").await;
+    assert_eq!(squat_browser.get(&callback).await.status(), 303);
 
     fakes
         .google
@@ -240,6 +247,11 @@ async fn a_verified_provider_email_claims_an_unverified_account() {
         "one account per address"
     );
     assert_eq!(victim["emailVerified"], true);
+    assert_eq!(
+        victim["identities"],
+        json!([{ "provider": "GOOGLE", "email": "victim@example.com", "emailVerified": true, "username": null }]),
+        "the squatter's GitHub link is gone"
+    );
 
     // The unproven password and its sessions are gone.
     let login = app.login("victim@example.com", PASSWORD).await;
