@@ -139,7 +139,13 @@ pub struct Providers {
     github_url: Url,
     github_api_url: Url,
     discovery: RwLock<Option<(Instant, CoreProviderMetadata)>>,
+    /// When the cached keys were last dropped because a token named a key they lack.
+    last_forced: std::sync::Mutex<Option<Instant>>,
 }
+
+/// Least time between two refetches forced by unknown signing keys (so made-up key ids
+/// cannot make us hammer the issuer).
+const FORCED_REFETCH_EVERY: Duration = Duration::from_secs(60);
 
 fn credentials(id: &Option<String>, secret: &Option<crate::config::Secret>) -> Option<Credentials> {
     Some(Credentials {
@@ -173,6 +179,7 @@ impl Providers {
             github_url: config.github_url.clone(),
             github_api_url: config.github_api_url.clone(),
             discovery: RwLock::new(None),
+            last_forced: std::sync::Mutex::new(None),
         })
     }
 
@@ -232,6 +239,20 @@ impl Providers {
             .map_err(|e| OAuthError::Provider(format!("issuer discovery failed: {e}")))?;
         *self.discovery.write().await = Some((Instant::now(), metadata.clone()));
         Ok(metadata)
+    }
+
+    /// Drops the cached metadata and keys so the next use fetches them again, at most once
+    /// a minute; true when it did.
+    async fn forget_keys(&self) -> bool {
+        {
+            let mut last = self.last_forced.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < FORCED_REFETCH_EVERY) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        *self.discovery.write().await = None;
+        true
     }
 
     async fn oidc_client(
@@ -335,12 +356,26 @@ impl Providers {
                     rejected("id_token_missing", "the provider returned no ID token")
                 })?;
                 let expected = Nonce::new(nonce.unwrap_or_default().to_owned());
-                let claims = id_token
+                let first = id_token
                     .claims(&client.id_token_verifier(), &expected)
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, "ID token refused");
-                        rejected("id_token_invalid", format!("the ID token was refused: {e}"))
-                    })?;
+                    .cloned();
+                // A signature our cached keys cannot check may be from a rotated key:
+                // fetch the keys again (rarely) and check once more.
+                let checked = match first {
+                    Err(openidconnect::ClaimsVerificationError::SignatureVerification(_))
+                        if self.forget_keys().await =>
+                    {
+                        let client = self.oidc_client(redirect_uri).await?;
+                        id_token
+                            .claims(&client.id_token_verifier(), &expected)
+                            .cloned()
+                    }
+                    other => other,
+                };
+                let claims = checked.map_err(|e| {
+                    tracing::warn!(error = %e, "ID token refused");
+                    rejected("id_token_invalid", format!("the ID token was refused: {e}"))
+                })?;
                 Ok(ExternalProfile {
                     kind,
                     subject: claims.subject().as_str().to_owned(),

@@ -651,3 +651,21 @@ async fn a_sign_in_started_on_one_instance_finishes_on_another() {
     let done = browser.get(&to_b).await;
     assert_eq!(done.status(), 303, "{}", done.text().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_rotated_issuer_key_is_fetched_once_and_accepted() {
+    let fakes = fakes().await;
+    let app = app_with(&fakes).await;
+    fakes
+        .google
+        .sign_in_as(FakeAccount::new("g-rot", "rot@example.com", "rot"));
+    let (_, before) = sign_in(&Browser::new(), &app, "google").await;
+    assert!(before.is_some(), "keys are now cached");
+    fakes.google.rotate_key();
+    let (landed, after) = sign_in(&Browser::new(), &app, "google").await;
+    assert_eq!(query_param(&landed, "auth_error"), None, "{landed}");
+    assert!(
+        after.is_some(),
+        "the new key was fetched and the token accepted"
+    );
+}

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 const SIGNING_KEY: &str = include_str!("../keys/signing.pem");
 const ROGUE_KEY: &str = include_str!("../keys/rogue.pem");
 const KEY_ID: &str = "fake-key-1";
+const ROTATED_KEY_ID: &str = "fake-key-2";
 
 /// Which provider's endpoints and answers to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,8 @@ struct State {
     key: RsaPrivateKey,
     rogue: RsaPrivateKey,
     token_requests: Mutex<u32>,
+    /// After [`OAuthFake::rotate_key`]: tokens are signed with the second key.
+    rotated: Mutex<bool>,
 }
 
 /// A running fake provider; stops when dropped.
@@ -168,6 +171,7 @@ impl OAuthFake {
             key,
             rogue,
             token_requests: Mutex::new(0),
+            rotated: Mutex::new(false),
         });
         let routes = match flavor {
             Flavor::Oidc => Route::new()
@@ -219,6 +223,12 @@ impl OAuthFake {
         *lock(&self.state.tamper) = Some(tamper);
     }
 
+    /// Rotates the signing key, as issuers do: new ID tokens are signed with a second key
+    /// (a new `kid`), and the JWKS publishes both.
+    pub fn rotate_key(&self) {
+        *lock(&self.state.rotated) = true;
+    }
+
     /// How many token requests arrived (accepted or not).
     pub fn token_requests(&self) -> u32 {
         *lock(&self.state.token_requests)
@@ -266,17 +276,25 @@ fn discovery(Data(state): Data<&Arc<State>>) -> Json<Value> {
     }))
 }
 
-#[poem::handler]
-fn jwks(Data(state): Data<&Arc<State>>) -> Json<Value> {
-    let public = state.key.to_public_key();
-    Json(json!({ "keys": [{
+fn jwk(key: &RsaPrivateKey, kid: &str) -> Value {
+    let public = key.to_public_key();
+    json!({
         "kty": "RSA",
         "use": "sig",
         "alg": "RS256",
-        "kid": KEY_ID,
+        "kid": kid,
         "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
         "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
-    }]}))
+    })
+}
+
+#[poem::handler]
+fn jwks(Data(state): Data<&Arc<State>>) -> Json<Value> {
+    let mut keys = vec![jwk(&state.key, KEY_ID)];
+    if *lock(&state.rotated) {
+        keys.push(jwk(&state.rogue, ROTATED_KEY_ID));
+    }
+    Json(json!({ "keys": keys }))
 }
 
 #[derive(Deserialize)]
@@ -480,13 +498,17 @@ fn id_token(state: &State, grant: &Grant) -> String {
         }
         Some(Tamper::UnknownKey) | None => {}
     }
-    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": KEY_ID });
+    let rotated = *lock(&state.rotated);
+    let kid = if rotated { ROTATED_KEY_ID } else { KEY_ID };
+    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": kid });
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let key = if tamper == Some(Tamper::UnknownKey) {
+    // After a rotation the second key signs (and is published); before it, signing with
+    // the second key is the "unknown key" tampering.
+    let key = if rotated || tamper == Some(Tamper::UnknownKey) {
         &state.rogue
     } else {
         &state.key
