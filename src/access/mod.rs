@@ -50,6 +50,8 @@ pub struct AccessState {
     next_socket: std::sync::atomic::AtomicU64,
     /// HTTP client for the upstream (no redirects followed, no pooling limits).
     pub client: Option<reqwest::Client>,
+    /// PUBLIC_URL (or the derived one), parsed once for the hot path.
+    pub public_url: url::Url,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,6 +90,7 @@ impl AccessState {
             sockets: Mutex::default(),
             next_socket: std::sync::atomic::AtomicU64::new(1),
             client,
+            public_url: config.public_url(),
         })
     }
 

@@ -271,7 +271,7 @@ async fn admit(
         return refuse(outcome_of(r), token_refusal(r));
     }
     // The host the token is used at comes from our configuration, not the client.
-    let public = state.config.public_url();
+    let public = &state.access.public_url;
     let host = match &state.config.access.access_proxy_host {
         Some(host) if is_host_mode(state, req) => host.as_str(),
         _ => public.host_str().unwrap_or(""),
@@ -461,7 +461,7 @@ fn forward_headers(
     if !forwarded_for.is_empty() {
         set("x-forwarded-for", &forwarded_for);
     }
-    set("x-forwarded-proto", state.config.public_url().scheme());
+    set("x-forwarded-proto", state.access.public_url.scheme());
     if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok()) {
         set("x-forwarded-host", host);
     }
@@ -773,7 +773,7 @@ async fn proxy_http(
                 .unwrap_or_default();
             let to = format!(
                 "{}{PREFIX}",
-                state.config.public_url().as_str().trim_end_matches('/')
+                state.access.public_url.as_str().trim_end_matches('/')
             );
             Rewriter::new(&from, &to)
         });
