@@ -396,19 +396,28 @@ async fn create_account(conn: &impl ConnectionTrait, slot: Slot) -> std::result:
 
 /// Creates every system account that does not exist yet (at start-up).
 pub async fn ensure_system_accounts(conn: &impl ConnectionTrait) -> std::result::Result<(), DbErr> {
-    for system in SystemAccount::ALL {
-        for shard in 0..SYSTEM_SHARDS {
-            create_account(
-                conn,
-                Slot {
-                    account: Account::System(system),
-                    shard,
-                },
-            )
-            .await?;
-        }
+    // One statement for every shard of every system account.
+    let rows = SystemAccount::ALL.into_iter().flat_map(|system| {
+        (0..SYSTEM_SHARDS).map(move |shard| {
+            Slot {
+                account: Account::System(system),
+                shard,
+            }
+            .new_row()
+        })
+    });
+    let inserted = account::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(account::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(conn)
+        .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 fn validate(req: &TransferRequest) -> Result<()> {

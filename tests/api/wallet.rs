@@ -738,3 +738,21 @@ async fn wallet_changes_reach_subscribers_on_other_instances() {
     }
     assert!(got.is_some_and(|b| b >= 1), "the peer delivered the change");
 }
+
+#[tokio::test]
+async fn system_accounts_are_opened_once_at_start_in_shards() {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let app = TestApp::spawn().await;
+    let count = || async {
+        account::Entity::find()
+            .filter(account::Column::Kind.eq("system"))
+            .count(app.state.db.conn())
+            .await
+            .unwrap()
+    };
+    let expected = (SystemAccount::ALL.len() * usize::from(service::SYSTEM_SHARDS)) as u64;
+    assert_eq!(count().await, expected);
+    // A second instance on the same database starts cleanly and adds none.
+    let _peer = app.spawn_peer().await;
+    assert_eq!(count().await, expected);
+}
