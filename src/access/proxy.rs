@@ -156,7 +156,7 @@ fn sane_path(raw: &str) -> bool {
 }
 
 /// The path the upstream sees.
-fn upstream_path(state: &AppState, req: &Request, host_mode: bool) -> String {
+fn upstream_path(req: &Request, host_mode: bool) -> String {
     let path = req.uri().path();
     if host_mode {
         return path.to_owned();
@@ -165,7 +165,6 @@ fn upstream_path(state: &AppState, req: &Request, host_mode: bool) -> String {
     if rest.is_empty() {
         "/".to_owned()
     } else {
-        let _ = state;
         rest.to_owned()
     }
 }
@@ -215,7 +214,6 @@ fn request_host(req: &Request) -> &str {
 /// A request that passed every check.
 struct Admitted {
     verified: Verified,
-    source: Source,
 }
 
 async fn admit(
@@ -328,7 +326,7 @@ async fn admit(
         }
     }
     state.access.touch(verified.token_id);
-    Ok(Admitted { verified, source })
+    Ok(Admitted { verified })
 }
 
 /// `X-Tessera-Assertion`: who is asking, signed for the upstream (valid 60 s).
@@ -485,7 +483,6 @@ fn forward_headers(
             path,
         ),
     );
-    let _ = admitted.source;
     out
 }
 
@@ -663,7 +660,7 @@ impl Endpoint for ProxyEndpoint {
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-        let path = upstream_path(state, &req, host_mode);
+        let path = upstream_path(&req, host_mode);
         let admitted = match admit(state, &req, websocket, &path).await {
             Ok(a) => a,
             Err(response) => return Ok(*response),

@@ -380,7 +380,15 @@ pub async fn open_user_account(
 }
 
 async fn create_account(conn: &impl ConnectionTrait, slot: Slot) -> std::result::Result<(), DbErr> {
-    let inserted = account::Entity::insert(slot.new_row())
+    open_accounts(conn, [slot]).await
+}
+
+/// Inserts the rows of these accounts, leaving any that exist as they are.
+async fn open_accounts(
+    conn: &impl ConnectionTrait,
+    slots: impl IntoIterator<Item = Slot>,
+) -> std::result::Result<(), DbErr> {
+    let inserted = account::Entity::insert_many(slots.into_iter().map(Slot::new_row))
         .on_conflict(
             OnConflict::column(account::Column::Id)
                 .do_nothing()
@@ -394,30 +402,19 @@ async fn create_account(conn: &impl ConnectionTrait, slot: Slot) -> std::result:
     }
 }
 
-/// Creates every system account that does not exist yet (at start-up).
+/// Creates every system account shard that does not exist yet (at start-up), in one
+/// statement.
 pub async fn ensure_system_accounts(conn: &impl ConnectionTrait) -> std::result::Result<(), DbErr> {
-    // One statement for every shard of every system account.
-    let rows = SystemAccount::ALL.into_iter().flat_map(|system| {
-        (0..SYSTEM_SHARDS).map(move |shard| {
-            Slot {
+    open_accounts(
+        conn,
+        SystemAccount::ALL.into_iter().flat_map(|system| {
+            (0..SYSTEM_SHARDS).map(move |shard| Slot {
                 account: Account::System(system),
                 shard,
-            }
-            .new_row()
-        })
-    });
-    let inserted = account::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(account::Column::Id)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec(conn)
-        .await;
-    match inserted {
-        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
-        Err(e) => Err(e),
-    }
+            })
+        }),
+    )
+    .await
 }
 
 fn validate(req: &TransferRequest) -> Result<()> {

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 use url::Url;
 use uuid::Uuid;
 
-use crate::helpers::{Session, TestApp, TestAppBuilder, error_of};
+use crate::helpers::{Session, TestApp, TestAppBuilder, error_of, ws_close_code};
 
 const SECRET: &str = "assertion-secret-for-tests";
 const BUY: &str = "mutation($i: PurchaseAccessTokenInput!) { purchaseAccessToken(input: $i) { token accessToken { id name durationHours price status expiresAt transfer { amount kind } } } }";
@@ -752,27 +752,6 @@ async fn ws_connect(
         .map(|(ws, _)| ws)
 }
 
-async fn close_reason(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    within: Duration,
-) -> (u16, String) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (u16::from(frame.code), frame.reason.to_string());
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn websockets_echo_and_close_on_revocation_and_expiry() {
     let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
@@ -794,11 +773,11 @@ async fn websockets_echo_and_close_on_revocation_and_expiry() {
     let started = std::time::Instant::now();
     revoke(&app, &lou, &token_id).await;
     assert_eq!(
-        close_reason(&mut ws, Duration::from_secs(2)).await,
+        ws_close_code(&mut ws, Duration::from_secs(2)).await,
         (1008, "token_revoked".into())
     );
     assert_eq!(
-        close_reason(&mut second, Duration::from_secs(2)).await.0,
+        ws_close_code(&mut second, Duration::from_secs(2)).await.0,
         1008
     );
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -817,7 +796,7 @@ async fn websockets_echo_and_close_on_revocation_and_expiry() {
         .await
         .unwrap();
     assert_eq!(
-        close_reason(&mut ws, Duration::from_secs(4)).await,
+        ws_close_code(&mut ws, Duration::from_secs(4)).await,
         (1008, "token_expired".into())
     );
 
@@ -937,7 +916,7 @@ async fn revoking_on_one_instance_closes_sockets_on_another() {
     let started = std::time::Instant::now();
     revoke(&a, &pat, &token_id).await;
     assert_eq!(
-        close_reason(&mut ws, Duration::from_secs(2)).await,
+        ws_close_code(&mut ws, Duration::from_secs(2)).await,
         (1008, "token_revoked".into())
     );
     assert!(started.elapsed() < Duration::from_secs(1));

@@ -9,3 +9,18 @@
 pub mod oauth;
 pub mod smtp;
 pub mod upstream;
+
+/// Binds an HTTP fake to `addr` (port 0 for an ephemeral one): the acceptor to serve on,
+/// and the address it got.
+pub(crate) async fn bind_http(
+    addr: &str,
+) -> std::io::Result<(poem::listener::TcpAcceptor, std::net::SocketAddr)> {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| std::io::Error::other("no local address"))?;
+    Ok((acceptor, addr))
+}

@@ -23,7 +23,6 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use poem::{
     EndpointExt, IntoResponse, Response, Route, Server,
     http::{HeaderMap, StatusCode, header},
-    listener::{Acceptor, Listener, TcpListener},
     web::{Data, Form, Json, Query},
 };
 use rsa::{Pkcs1v15Sign, RsaPrivateKey, pkcs8::DecodePrivateKey, traits::PublicKeyParts};
@@ -150,12 +149,7 @@ impl OAuthFake {
         client_id: &str,
         client_secret: &str,
     ) -> std::io::Result<OAuthFake> {
-        let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| std::io::Error::other("no local address"))?;
+        let (acceptor, addr) = crate::bind_http(addr).await?;
         let key = RsaPrivateKey::from_pkcs8_pem(SIGNING_KEY).map_err(std::io::Error::other)?;
         let rogue = RsaPrivateKey::from_pkcs8_pem(ROGUE_KEY).map_err(std::io::Error::other)?;
         let state = Arc::new(State {

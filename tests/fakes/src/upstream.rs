@@ -22,7 +22,6 @@ use futures_util::{SinkExt, StreamExt};
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server,
     http::{StatusCode, header},
-    listener::{Acceptor, Listener, TcpListener},
     web::{
         Data, Json, Query,
         websocket::{Message, WebSocket},
@@ -73,12 +72,7 @@ fn record(log: &Log, req: &Request) {
 
 impl Upstream {
     pub async fn start(addr: &str) -> std::io::Result<Upstream> {
-        let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| std::io::Error::other("no local address"))?;
+        let (acceptor, addr) = crate::bind_http(addr).await?;
         let log: Log = Arc::default();
         let recorder = Arc::clone(&log);
         let routes = Route::new()
