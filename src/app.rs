@@ -141,6 +141,14 @@ impl Application {
             state.clone(),
             std::time::Duration::from_secs(15),
         ));
+        let vps_sweeper = tokio::spawn(crate::vps::service::run_sweeper(
+            state.clone(),
+            state.config.vps.vps_sweep_interval.0,
+        ));
+        let embedded_worker = state
+            .config
+            .embedded_worker_enabled()
+            .then(|| tokio::spawn(crate::vps::worker::run_embedded(state.clone(), local_addr)));
         let grace = state.config.shutdown_timeout.0;
         tracing::info!(addr = %local_addr, public_url = %state.config.public_url(), "serving");
 
@@ -171,6 +179,10 @@ impl Application {
         let _ = relay.await;
         let _ = flusher.await;
         let _ = sweeper.await;
+        let _ = vps_sweeper.await;
+        if let Some(worker) = embedded_worker {
+            let _ = worker.await;
+        }
         let _ = access_relay.await;
         let _ = access_flusher.await;
         state.kv.shutdown().await;
@@ -261,6 +273,19 @@ fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
             "/access/logout",
             poem::delete(crate::access::proxy::access_logout)
                 .with(Observed::new("/access/logout", state)),
+        )
+        .at(
+            "/workers/heartbeat",
+            poem::post(crate::vps::workers::heartbeat)
+                .with(Observed::new("/workers/heartbeat", state)),
+        )
+        .at(
+            "/workers/jobs",
+            poem::get(crate::vps::workers::jobs).with(Observed::new("/workers/jobs", state)),
+        )
+        .at(
+            "/workers/events",
+            poem::post(crate::vps::workers::events).with(Observed::new("/workers/events", state)),
         )
         .at(
             "/health",

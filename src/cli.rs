@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `export-schema`.
+//! The command line: `serve` (the default), `migrate`, `create-admin`, `export-schema`, and
+//! `worker` (a VPS worker process).
 //!
 //! Settings come from flags, the environment and `.env` (in that order of precedence);
 //! `tessera --help` and each subcommand's `--help` list every one with its variable and
@@ -63,6 +64,12 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Run a VPS worker for a server: heartbeats, pulls provision and teardown jobs, and
+    /// reports each step (signed requests; key id and secret from `createWorker`).
+    Worker {
+        #[command(flatten)]
+        args: crate::vps::worker::WorkerArgs,
+    },
     /// Print the GraphQL schema (SDL) that this build serves.
     ExportSchema {
         /// Write to this file instead of standard output (e.g. schema.graphql).
@@ -106,26 +113,24 @@ pub fn main() -> ExitCode {
         };
     }
 
+    if let Command::Worker { args } = command {
+        return run_worker(args);
+    }
+
     let config = match &command {
         Command::Serve { config }
         | Command::Migrate { config, .. }
         | Command::CreateAdmin { config, .. } => config,
-        Command::ExportSchema { .. } => unreachable!("handled above"),
+        Command::ExportSchema { .. } | Command::Worker { .. } => unreachable!("handled above"),
     };
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async move {
         match command {
@@ -140,13 +145,54 @@ pub fn main() -> ExitCode {
                 password_stdin,
                 config,
             } => create_admin(config, &email, password_stdin).await,
-            Command::ExportSchema { .. } => Ok(()),
+            Command::ExportSchema { .. } | Command::Worker { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting after an error");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The multi-threaded runtime every command runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// `tessera worker`: runs until SIGINT or SIGTERM.
+fn run_worker(args: crate::vps::worker::WorkerArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let options = match crate::vps::worker::WorkerOptions::from_args(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        crate::vps::worker::run(options, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

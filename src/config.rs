@@ -376,6 +376,9 @@ pub struct Config {
     #[command(flatten)]
     pub access: crate::access::config::AccessConfig,
 
+    #[command(flatten)]
+    pub vps: crate::vps::config::VpsConfig,
+
     /// Folder for files the server writes itself (generated development keys); relative to the
     /// working directory.
     #[arg(
@@ -461,6 +464,15 @@ impl Config {
         if self.body_limit_bytes < 1024 {
             return err("BODY_LIMIT_BYTES", "must be at least 1024");
         }
+        if self.vps.vps_max_live_sessions == 0 {
+            return err("VPS_MAX_LIVE_SESSIONS", "must be at least 1");
+        }
+        if self.vps.embedded_worker_capacity == 0 {
+            return err("EMBEDDED_WORKER_CAPACITY", "must be at least 1");
+        }
+        if self.vps.vps_sweep_interval.0.is_zero() {
+            return err("VPS_SWEEP_INTERVAL", "must be longer than zero");
+        }
         if self.graphql_max_depth == 0 {
             return err("GRAPHQL_MAX_DEPTH", "must be at least 1");
         }
@@ -528,6 +540,14 @@ impl Config {
         origins.sort();
         origins.dedup();
         origins
+    }
+
+    /// Whether the server runs a simulated VPS worker itself: as set, or on with SQLite (the
+    /// embedded default) and off with PostgreSQL.
+    pub fn embedded_worker_enabled(&self) -> bool {
+        self.vps
+            .embedded_worker
+            .unwrap_or_else(|| self.database_url.expose().starts_with("sqlite"))
     }
 
     /// Which kv implementation these settings select.

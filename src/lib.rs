@@ -12,6 +12,7 @@ pub mod config;
 pub mod graphql;
 pub mod identity;
 pub mod platform;
+pub mod vps;
 pub mod wallet;
 
 pub use app::{AppState, Application};

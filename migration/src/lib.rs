@@ -12,6 +12,7 @@ mod m20261125_000002_create_identity;
 mod m20261125_000003_identity_profiles;
 mod m20261125_000004_create_wallet;
 mod m20261125_000005_create_access_tokens;
+mod m20261125_000006_create_vps;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_identity_profiles::Migration),
             Box::new(m20261125_000004_create_wallet::Migration),
             Box::new(m20261125_000005_create_access_tokens::Migration),
+            Box::new(m20261125_000006_create_vps::Migration),
         ]
     }
 }

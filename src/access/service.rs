@@ -189,15 +189,7 @@ async fn purchase_in(
     // Lock the buyer's account row first: concurrent purchases by one user then count their
     // active tokens one after another. The payment comes last, so the hot `system:sales`
     // row is held only for the end of the transaction.
-    wallet::service::open_user_account(txn, user_id).await?;
-    crate::wallet::entity::account::Entity::update_many()
-        .col_expr(
-            crate::wallet::entity::account::Column::UpdatedAt,
-            Expr::value(Utc::now()),
-        )
-        .filter(crate::wallet::entity::account::Column::Id.eq(Account::User(user_id).id()))
-        .exec(txn)
-        .await?;
+    wallet::service::lock_user(txn, user_id).await?;
     // Only now, holding that lock, is a purchase racing under the same key visible.
     if let Some(key) = scoped_key {
         let earlier = access_token::Entity::find()
@@ -553,21 +545,12 @@ async fn recheck_sockets(state: &AppState) {
 
 /// Flushes `last_used_at` every `every` until shutdown.
 pub async fn run_last_used_flusher(state: AppState, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                let _ = flush_last_used(&state).await;
-                return;
-            }
-            _ = tick.tick() => {
-                if let Err(e) = flush_last_used(&state).await {
-                    tracing::warn!(error = %e, "could not record access-token use");
-                }
-            }
+    crate::platform::every(&state.shutdown, every, true, || async {
+        if let Err(e) = flush_last_used(&state).await {
+            tracing::warn!(error = %e, "could not record access-token use");
         }
-    }
+    })
+    .await;
 }
 
 /// When something this instance remembers was learned.

@@ -26,6 +26,7 @@ use crate::{
         auth::AuthContextExt,
         graphql::{IdentityMutation, IdentityQuery},
     },
+    vps::graphql::{VpsAdminQuery, VpsMutation, VpsQuery, VpsSubscription},
     wallet::graphql::{WalletAdminQuery, WalletMutation, WalletSubscription},
 };
 
@@ -76,17 +77,28 @@ impl PlatformQuery {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(PlatformQuery, IdentityQuery, AccessQuery, AdminRoot);
+pub struct Query(
+    PlatformQuery,
+    IdentityQuery,
+    AccessQuery,
+    VpsQuery,
+    AdminRoot,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(IdentityMutation, WalletMutation, AccessMutation);
+pub struct Mutation(
+    IdentityMutation,
+    WalletMutation,
+    AccessMutation,
+    VpsMutation,
+);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(WalletSubscription);
+pub struct Subscription(WalletSubscription, VpsSubscription);
 
 /// Everything only admins may read, one field per domain.
 #[derive(MergedObject, Default)]
-pub struct AdminQuery(WalletAdminQuery, AccessAdminQuery);
+pub struct AdminQuery(WalletAdminQuery, AccessAdminQuery, VpsAdminQuery);
 
 #[derive(Default)]
 pub struct AdminRoot;

@@ -118,6 +118,19 @@ impl User {
         crate::access::graphql::connection(ctx, Some(self.id), first, after, active_only).await
     }
 
+    /// VPS sessions, newest first (one status with `status`). The user themself or admins
+    /// only.
+    async fn vps_sessions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<crate::vps::SessionStatus>,
+    ) -> Result<crate::vps::graphql::VpsSessionConnection> {
+        ctx.owner_or_admin(self.id)?;
+        crate::vps::graphql::connection(ctx, Some(self.id), status, first, after).await
+    }
+
     /// Linked sign-in providers, oldest first. The user themself or admins only.
     async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<LinkedIdentity>> {
         ctx.owner_or_admin(self.id)?;

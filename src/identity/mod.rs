@@ -107,18 +107,11 @@ pub async fn flush_last_used(state: &crate::app::AppState) -> Result<u64, sea_or
 
 /// Flushes `last_used_at` every SESSION_TOUCH_INTERVAL, and once more at shutdown.
 pub async fn run_last_used_flusher(state: crate::app::AppState) {
-    let mut ticker = tokio::time::interval(state.config.identity.session_touch_interval.0);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = tokio::select! {
-            _ = state.shutdown.cancelled() => true,
-            _ = ticker.tick() => false,
-        };
+    let period = state.config.identity.session_touch_interval.0;
+    crate::platform::every(&state.shutdown, period, true, || async {
         if let Err(e) = flush_last_used(&state).await {
             tracing::warn!(error = %e, "could not record session use");
         }
-        if stopping {
-            return;
-        }
-    }
+    })
+    .await;
 }

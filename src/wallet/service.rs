@@ -379,6 +379,22 @@ pub async fn open_user_account(
     .await
 }
 
+/// Opens (when needed) and locks the user's coin account row until the caller's transaction
+/// ends, so one user's concurrent purchases run one after another: each then sees what the
+/// one before it created (a count of live items, a reused idempotency key).
+pub async fn lock_user(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> std::result::Result<(), DbErr> {
+    open_user_account(conn, user_id).await?;
+    account::Entity::update_many()
+        .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(account::Column::Id.eq(Account::User(user_id).id()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 async fn create_account(conn: &impl ConnectionTrait, slot: Slot) -> std::result::Result<(), DbErr> {
     open_accounts(conn, [slot]).await
 }
@@ -629,7 +645,7 @@ async fn apply_both(
     }
 }
 
-async fn by_key(conn: &impl ConnectionTrait, key: &str) -> Result<Option<transfer::Model>> {
+pub async fn by_key(conn: &impl ConnectionTrait, key: &str) -> Result<Option<transfer::Model>> {
     Ok(transfer::Entity::find()
         .filter(transfer::Column::IdempotencyKey.eq(key))
         .one(conn)
@@ -1028,20 +1044,14 @@ pub async fn expire_pending(state: &AppState) -> Result<u64> {
 
 /// Runs [`expire_pending`] every `every` until shutdown.
 pub async fn run_expiry_sweeper(state: AppState, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                match expire_pending(&state).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(expired = n, "expired coin reservations"),
-                    Err(e) => tracing::warn!(error = %e, "reservation expiry sweep failed"),
-                }
-            }
+    crate::platform::every(&state.shutdown, every, false, || async {
+        match expire_pending(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired coin reservations"),
+            Err(e) => tracing::warn!(error = %e, "reservation expiry sweep failed"),
         }
-    }
+    })
+    .await;
 }
 
 /// A user's coin account, or zeros when none exists yet.

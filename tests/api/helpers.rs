@@ -190,6 +190,8 @@ impl TestAppBuilder {
             KvChoice::Memory => None,
             KvChoice::Redis(url) => Some(SecretUrl::new(url)),
         };
+        // Tests that want a worker start one (the embedded one would take every session).
+        config.vps.embedded_worker = Some(false);
         for f in self.configure {
             f(&mut config);
         }

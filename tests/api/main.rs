@@ -16,5 +16,6 @@ mod schema;
 mod secrets;
 mod shutdown;
 mod telemetry;
+mod vps;
 mod wallet;
 mod websocket;

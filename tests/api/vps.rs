@@ -1,0 +1,1391 @@
+//! VPS sessions end to end: paying, provisioning by a real worker over the signed HTTP
+//! protocol, the live progress stream on both WebSocket protocols (and across instances),
+//! stopping and refunds, failures, timeouts, expiry, and every refusal. Each test that moves
+//! coins ends by checking the ledger invariants.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel, PaginatorTrait};
+use serde_json::{Value, json};
+use tessera::{
+    config::{HumanDuration, Secret},
+    vps::{
+        entity::{session, worker as worker_row},
+        service,
+        worker::{Driver, WorkerClient, WorkerOptions},
+        workers::{Signed, signature},
+    },
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{Session, TestApp, TestAppBuilder, Ws, error_of, ws_next, ws_send};
+
+const ADMIN: &str = "ops@example.com";
+
+/// A server with an admin and one product at 10 coins an hour.
+struct Market {
+    app: TestApp,
+    admin: Session,
+    product: String,
+}
+
+fn builder() -> TestAppBuilder {
+    TestApp::builder().configure(|c| {
+        c.identity.admin_emails = vec![ADMIN.into()];
+        c.vps.vps_sweep_interval = HumanDuration(Duration::from_millis(200));
+    })
+}
+
+async fn market_on(builder: TestAppBuilder) -> Market {
+    let app = builder.spawn().await;
+    let admin = app.register(ADMIN, "ops").await;
+    let product = create_product(&app, &admin, 10, true).await;
+    Market {
+        app,
+        admin,
+        product,
+    }
+}
+
+async fn market() -> Market {
+    market_on(builder()).await
+}
+
+async fn create_product(app: &TestApp, admin: &Session, price: i64, active: bool) -> String {
+    let body = app
+        .graphql_as(
+            &admin.access,
+            "mutation($i: VpsProductInput!) { createVpsProduct(input: $i) { id name active pricePerHour } }",
+            json!({ "i": {
+                "name": format!("small-{price}"), "description": "2 vCPU, 2 GiB",
+                "vcpu": 2, "memoryMb": 2048, "diskGb": 40, "region": "eu-west",
+                "pricePerHour": price, "active": active,
+            }}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    body["data"]["createVpsProduct"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn customer(m: &Market, email: &str, name: &str, coins: i64) -> Session {
+    let user = m.app.register(email, name).await;
+    if coins > 0 {
+        let body = m
+            .app
+            .graphql_as(
+                &m.admin.access,
+                "mutation($u: ID!, $a: Int!) { grantCoins(userId: $u, amount: $a, reason: \"test\") { id } }",
+                json!({ "u": user.user_id, "a": coins }),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    user
+}
+
+/// A registered worker's credentials.
+struct Creds {
+    id: String,
+    key_id: String,
+    secret: String,
+}
+
+async fn create_worker(m: &Market, name: &str, capacity: i32) -> Creds {
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "mutation($i: WorkerInput!) { createWorker(input: $i) { keyId secret worker { id name status online } } }",
+            json!({ "i": { "name": name, "capacity": capacity } }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let c = &body["data"]["createWorker"];
+    assert_eq!(c["worker"]["status"], "ONLINE");
+    assert_eq!(
+        c["worker"]["online"], false,
+        "online only after a heartbeat"
+    );
+    Creds {
+        id: c["worker"]["id"].as_str().unwrap().to_owned(),
+        key_id: c["keyId"].as_str().unwrap().to_owned(),
+        secret: c["secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn client(app: &TestApp, creds: &Creds) -> WorkerClient {
+    WorkerClient::new(
+        app.url("/").parse().unwrap(),
+        creds.key_id.clone(),
+        Secret::new(creds.secret.clone()),
+    )
+    .unwrap()
+}
+
+/// Runs the real worker (simulated driver) in this process; cancel to stop it.
+fn run_worker(
+    app: &TestApp,
+    creds: &Creds,
+    step_ms: u64,
+    fail_at: Option<&str>,
+) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let options = WorkerOptions {
+        server_url: app.url("/").parse().unwrap(),
+        key_id: creds.key_id.clone(),
+        secret: Secret::new(creds.secret.clone()),
+        driver: Driver::Simulated {
+            step: Duration::from_millis(step_ms),
+            fail_at: fail_at.map(str::to_owned),
+        },
+        capacity: 4,
+        heartbeat_interval: Duration::from_millis(200),
+        public_host: "vm.test".into(),
+        ssh_port: 2200,
+    };
+    tokio::spawn(tessera::vps::worker::run(options, stop.clone()));
+    stop
+}
+
+const SESSION_FIELDS: &str =
+    "id status hours amountPaid amountRefunded lastSeq failureReason endsAt";
+
+async fn start(m: &Market, user: &Session, hours: i32, key: Option<&str>) -> Value {
+    m.app
+        .graphql_as(
+            &user.access,
+            &format!("mutation($i: StartVpsSessionInput!) {{ startVpsSession(input: $i) {{ {SESSION_FIELDS} }} }}"),
+            json!({ "i": { "productId": m.product, "hours": hours, "idempotencyKey": key } }),
+        )
+        .await
+}
+
+async fn start_ok(m: &Market, user: &Session, hours: i32) -> Value {
+    let body = start(m, user, hours, None).await;
+    assert!(body["errors"].is_null(), "{body}");
+    body["data"]["startVpsSession"].clone()
+}
+
+async fn get_session(app: &TestApp, user: &Session, id: &str) -> Value {
+    app.graphql_as(
+        &user.access,
+        &format!("query($id: ID!) {{ vpsSession(id: $id) {{ {SESSION_FIELDS} connection {{ host port username password usesSshKey }} checklist {{ key status message }} transfers {{ amount direction kind status }} }} }}"),
+        json!({ "id": id }),
+    )
+    .await
+}
+
+async fn wallet(app: &TestApp, user: &Session) -> (i64, i64) {
+    let body = app
+        .graphql_as(
+            &user.access,
+            "{ me { wallet { balance available } } }",
+            json!({}),
+        )
+        .await;
+    let w = &body["data"]["me"]["wallet"];
+    (
+        w["balance"].as_i64().unwrap(),
+        w["available"].as_i64().unwrap(),
+    )
+}
+
+async fn assert_sound(app: &TestApp) {
+    let problems = tessera::wallet::service::check_invariants(app.state.db.conn())
+        .await
+        .unwrap();
+    assert!(
+        problems.is_empty(),
+        "ledger invariants broken: {problems:#?}"
+    );
+}
+
+/// Waits until the session has `status` (polling), and returns it.
+async fn wait_status(app: &TestApp, user: &Session, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = get_session(app, user, id).await;
+        let s = &body["data"]["vpsSession"];
+        if s["status"] == status {
+            return s.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session never reached {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const PROGRESS: &str = "subscription($id: ID!, $after: Int) { vpsSessionProgress(sessionId: $id, afterSeq: $after) { seq snapshot session { status lastSeq } changedSteps { key position status message } } }";
+
+/// A progress subscription on either WebSocket protocol.
+struct Progress {
+    ws: Ws,
+}
+
+impl Progress {
+    async fn open(
+        app: &TestApp,
+        user: &Session,
+        id: &str,
+        after: Option<i32>,
+        legacy: bool,
+    ) -> Progress {
+        let protocol = if legacy {
+            "graphql-ws"
+        } else {
+            "graphql-transport-ws"
+        };
+        let mut ws = app.ws_connect(protocol, None).await.unwrap();
+        ws_send(
+            &mut ws,
+            json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", user.access)}}),
+        )
+        .await;
+        assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+        let start = if legacy { "start" } else { "subscribe" };
+        ws_send(
+            &mut ws,
+            json!({"id": "p", "type": start, "payload": {"query": PROGRESS, "variables": {"id": id, "after": after}}}),
+        )
+        .await;
+        Progress { ws }
+    }
+
+    /// The next event, or `None` when the server completed the stream. Panics on an error.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            let message = ws_next(&mut self.ws).await;
+            match message["type"].as_str() {
+                Some("ka") => continue,
+                Some("next" | "data") => {
+                    assert!(message["payload"]["errors"].is_null(), "{message}");
+                    return Some(message["payload"]["data"]["vpsSessionProgress"].clone());
+                }
+                Some("complete") => return None,
+                _ => panic!("unexpected message: {message}"),
+            }
+        }
+    }
+
+    /// The error the subscription was refused with.
+    async fn refusal(&mut self) -> (String, String) {
+        let message = ws_next(&mut self.ws).await;
+        // A resolver's refusal arrives as a result with errors (`next` / `data`), then
+        // the stream completes.
+        let errors = match message["type"].as_str() {
+            Some("next" | "data") => message["payload"].clone(),
+            Some("error") => json!({ "errors": message["payload"].clone() }),
+            _ => panic!("expected a refusal: {message}"),
+        };
+        assert!(
+            self.next().await.is_none(),
+            "the stream ends after a refusal"
+        );
+        error_of(&errors)
+    }
+
+    /// Every event until the stream completes.
+    async fn rest(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// (session status, [(step, step status)]) of an event, for comparing sequences.
+fn shape(event: &Value) -> (String, Vec<(String, String)>) {
+    let steps = event["changedSteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["key"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (
+        event["session"]["status"].as_str().unwrap().to_owned(),
+        steps,
+    )
+}
+
+const STEPS: [&str; 7] = [
+    "reserve_capacity",
+    "create_vm",
+    "boot",
+    "configure_network",
+    "install_agent",
+    "health_check",
+    "ready",
+];
+
+/// The events from assignment to running, as a worker that succeeds produces them.
+fn provisioning_shapes() -> Vec<(String, Vec<(String, String)>)> {
+    let mut out = vec![
+        ("PENDING".to_owned(), vec![]),
+        ("PROVISIONING".to_owned(), vec![]),
+    ];
+    for (i, step) in STEPS.iter().enumerate() {
+        out.push((
+            "PROVISIONING".into(),
+            vec![((*step).into(), "RUNNING".into())],
+        ));
+        let status = if i + 1 == STEPS.len() {
+            "RUNNING"
+        } else {
+            "PROVISIONING"
+        };
+        out.push((status.into(), vec![((*step).into(), "DONE".into())]));
+    }
+    out
+}
+
+fn assert_consecutive(events: &[Value], after: i64) {
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(
+            event["seq"].as_i64().unwrap(),
+            after + 1 + i as i64,
+            "events out of order or missing: {events:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_streams_every_step_runs_and_stopping_refunds_unused_hours() {
+    let m = market().await;
+    let ann = customer(&m, "ann@example.com", "ann", 1000).await;
+    let creds = create_worker(&m, "w1", 4).await;
+
+    // No worker has said hello yet: the session waits in the queue, paid for.
+    let started = start_ok(&m, &ann, 3).await;
+    assert_eq!(started["status"], "QUEUED");
+    assert_eq!(started["amountPaid"], 30);
+    assert_eq!(
+        wallet(&m.app, &ann).await,
+        (1000, 970),
+        "reserved, not yet taken"
+    );
+    let id = started["id"].as_str().unwrap().to_owned();
+
+    let mut progress = Progress::open(&m.app, &ann, &id, None, false).await;
+    let snapshot = progress.next().await.unwrap();
+    assert_eq!(snapshot["snapshot"], true);
+    assert_eq!(snapshot["seq"], 1);
+    assert_eq!(snapshot["session"]["status"], "QUEUED");
+    let steps = snapshot["changedSteps"].as_array().unwrap();
+    assert_eq!(steps.len(), 7);
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step["key"], STEPS[i]);
+        assert_eq!(step["position"], i as i64 + 1);
+        assert_eq!(step["status"], "PENDING");
+    }
+
+    let worker = run_worker(&m.app, &creds, 20, None);
+    let mut events = Vec::new();
+    for _ in 0..provisioning_shapes().len() {
+        events.push(progress.next().await.expect("the stream goes on"));
+    }
+    assert_consecutive(&events, 1);
+    assert_eq!(
+        events.iter().map(shape).collect::<Vec<_>>(),
+        provisioning_shapes()
+    );
+    assert!(events.iter().all(|e| e["snapshot"] == false));
+    assert_eq!(events[15]["changedSteps"][0]["message"], "ready: ok");
+
+    // Running: paid for, with somewhere to connect.
+    assert_eq!(wallet(&m.app, &ann).await, (970, 970));
+    let body = get_session(&m.app, &ann, &id).await;
+    let s = &body["data"]["vpsSession"];
+    assert_eq!(s["status"], "RUNNING", "{body}");
+    assert_eq!(s["connection"]["host"], "vm.test");
+    assert_eq!(s["connection"]["port"], 2200);
+    assert_eq!(s["connection"]["username"], "tessera");
+    assert_eq!(s["connection"]["usesSshKey"], false);
+    assert!(s["connection"]["password"].as_str().unwrap().len() >= 20);
+    assert!(
+        s["checklist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "DONE")
+    );
+
+    // Stop within the first hour: two unused hours come back.
+    let body = m
+        .app
+        .graphql_as(
+            &ann.access,
+            "mutation($id: ID!) { stopVpsSession(id: $id) { status amountRefunded } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["stopVpsSession"]["status"], "STOPPING",
+        "{body}"
+    );
+    assert_eq!(body["data"]["stopVpsSession"]["amountRefunded"], 20);
+    let tail = progress.rest().await;
+    assert_consecutive(&tail, 17);
+    assert_eq!(
+        tail.iter()
+            .map(|e| e["session"]["status"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("STOPPING"), json!("STOPPED")],
+        "the worker tore it down and the stream ended"
+    );
+    assert_eq!(wallet(&m.app, &ann).await, (990, 990));
+    let body = get_session(&m.app, &ann, &id).await;
+    let s = &body["data"]["vpsSession"];
+    assert!(s["connection"].is_null(), "no connection once stopped");
+    let transfers: Vec<(i64, String, String)> = s["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["amount"].as_i64().unwrap(),
+                t["direction"].as_str().unwrap().to_owned(),
+                t["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        transfers,
+        vec![
+            (30, "DEBIT".into(), "VPS_SESSION".into()),
+            (30, "DEBIT".into(), "VPS_SESSION".into()),
+            (20, "CREDIT".into(), "REFUND".into()),
+        ],
+        "reservation, its posting, the refund"
+    );
+
+    // Stopping again changes nothing.
+    let body = m
+        .app
+        .graphql_as(
+            &ann.access,
+            "mutation($id: ID!) { stopVpsSession(id: $id) { status amountRefunded } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(body["data"]["stopVpsSession"]["status"], "STOPPED");
+    assert_eq!(wallet(&m.app, &ann).await, (990, 990));
+
+    // A late subscriber resumes after any seq and gets exactly what followed.
+    let mut resumed = Progress::open(&m.app, &ann, &id, Some(15), true).await;
+    let rest = resumed.rest().await;
+    assert_consecutive(&rest, 15);
+    assert_eq!(rest.len(), 4);
+    assert_eq!(rest[3]["session"]["status"], "STOPPED");
+    worker.cancel();
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_the_session_refunds_everything_and_ends_the_stream() {
+    let m = market().await;
+    let bo = customer(&m, "bo@example.com", "bobo", 100).await;
+    let creds = create_worker(&m, "flaky", 2).await;
+    let started = start_ok(&m, &bo, 5).await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    assert_eq!(wallet(&m.app, &bo).await, (100, 50));
+
+    // The legacy protocol this time.
+    let mut progress = Progress::open(&m.app, &bo, &id, None, true).await;
+    assert_eq!(progress.next().await.unwrap()["snapshot"], true);
+    let worker = run_worker(&m.app, &creds, 10, Some("boot"));
+    let events = progress.rest().await;
+    assert_consecutive(&events, 1);
+    let shapes: Vec<_> = events.iter().map(shape).collect();
+    let last = shapes.last().unwrap();
+    assert_eq!(
+        last,
+        &(
+            "FAILED".to_owned(),
+            vec![("boot".to_owned(), "FAILED".to_owned())]
+        )
+    );
+    assert!(
+        !shapes
+            .iter()
+            .any(|(_, steps)| steps.iter().any(|(k, _)| k == "configure_network")),
+        "nothing after the failed step: {shapes:?}"
+    );
+    assert_eq!(
+        events.last().unwrap()["changedSteps"][0]["message"],
+        "simulated failure at boot"
+    );
+
+    let body = get_session(&m.app, &bo, &id).await;
+    let s = &body["data"]["vpsSession"];
+    assert_eq!(s["status"], "FAILED");
+    assert_eq!(s["amountRefunded"], 50);
+    assert!(
+        s["failureReason"].as_str().unwrap().contains("boot"),
+        "{body}"
+    );
+    assert!(s["connection"].is_null());
+    assert_eq!(wallet(&m.app, &bo).await, (100, 100), "refunded in full");
+    worker.cancel();
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_on_one_instance_sees_what_a_worker_posts_to_another() {
+    let Some(redis) = crate::helpers::redis_url() else {
+        eprintln!("REDIS_URL unset: cross-instance progress runs in the Redis pass of CI");
+        return;
+    };
+    let m = market_on(builder().redis_url(redis)).await;
+    let peer = m.app.spawn_peer_with(builder()).await;
+    let cy = customer(&m, "cy@example.com", "cycy", 100).await;
+    let creds = create_worker(&m, "far", 2).await;
+    let started = start_ok(&m, &cy, 1).await;
+    let id = started["id"].as_str().unwrap().to_owned();
+
+    let mut progress = Progress::open(&m.app, &cy, &id, None, false).await;
+    assert_eq!(progress.next().await.unwrap()["seq"], 1);
+    // The worker talks only to the peer.
+    let worker = run_worker(&peer, &creds, 10, None);
+    let mut events = Vec::new();
+    for _ in 0..provisioning_shapes().len() {
+        events.push(progress.next().await.unwrap());
+    }
+    assert_consecutive(&events, 1);
+    assert_eq!(
+        events.iter().map(shape).collect::<Vec<_>>(),
+        provisioning_shapes()
+    );
+    worker.cancel();
+    assert_sound(&m.app).await;
+}
+
+/// Signs and posts one step report as a worker would, with the given parts.
+async fn raw(
+    app: &TestApp,
+    key_id: Option<&str>,
+    secret: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &str,
+) -> (u16, Value) {
+    let path = "/workers/events";
+    let mut request = reqwest::Client::new()
+        .post(app.url(path))
+        .body(body.to_owned())
+        .header("content-type", "application/json");
+    if let Some(key_id) = key_id {
+        let signed = Signed {
+            method: "POST",
+            path,
+            timestamp,
+            nonce,
+            body: body.as_bytes(),
+        };
+        request = request
+            .header("x-tessera-worker", key_id)
+            .header("x-tessera-timestamp", timestamp.to_string())
+            .header("x-tessera-nonce", nonce)
+            .header("x-tessera-signature", signature(secret, &signed));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+const NONCE: &str = "n0nce-for-the-test";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Drives a session to `provisioning` by hand: heartbeat, then claim the job.
+async fn claim(m: &Market, creds: &Creds) -> Value {
+    let c = client(&m.app, creds);
+    let beat = c
+        .call(reqwest::Method::POST, "workers/heartbeat", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(beat.status, 200, "{}", beat.body);
+    let jobs = c
+        .call(reqwest::Method::GET, "workers/jobs?wait=5", None)
+        .await
+        .unwrap();
+    assert_eq!(jobs.status, 200, "{}", jobs.body);
+    jobs.body["jobs"][0].clone()
+}
+
+/// Moves a running session's end into the past, as an hour passing would.
+async fn end_now(app: &TestApp, id: &str) {
+    let row = session::Entity::find_by_id(Uuid::parse_str(id).unwrap())
+        .one(app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row = row.into_active_model();
+    row.ends_at = Set(Some(chrono::Utc::now() - chrono::Duration::seconds(1)));
+    row.update(app.state.db.conn()).await.unwrap();
+}
+
+/// Posts a step report with `client`: the status and the `error` reason, if any.
+async fn report(client: &WorkerClient, report: Value) -> (u16, Value) {
+    let answer = client
+        .call(reqwest::Method::POST, "workers/events", Some(&report))
+        .await
+        .unwrap();
+    (answer.status, answer.body)
+}
+
+fn reason(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or("")
+}
+
+async fn last_seq(app: &TestApp, id: &str) -> (i32, String) {
+    let row = session::Entity::find_by_id(Uuid::parse_str(id).unwrap())
+        .one(app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    (row.last_seq, row.status)
+}
+
+#[tokio::test]
+async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
+    let m = market().await;
+    let di = customer(&m, "di@example.com", "didi", 100).await;
+    let creds = create_worker(&m, "strict", 2).await;
+    let started = start_ok(&m, &di, 1).await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    let job = claim(&m, &creds).await;
+    assert_eq!(job["kind"], "provision");
+    assert_eq!(job["sessionId"], id.as_str());
+    assert_eq!(job["provision"]["vcpu"], 2);
+    assert_eq!(job["provision"]["steps"].as_array().unwrap().len(), 7);
+    assert!(job["provision"]["password"].as_str().is_some());
+    let before = last_seq(&m.app, &id).await;
+    assert_eq!(before.1, "provisioning");
+
+    let event =
+        json!({ "sessionId": id, "step": "reserve_capacity", "status": "done" }).to_string();
+    let refusals = [
+        (None, creds.secret.as_str(), now(), "missing_signature"),
+        (
+            Some(creds.key_id.as_str()),
+            creds.secret.as_str(),
+            now() - 301,
+            "stale_timestamp",
+        ),
+        (
+            Some(creds.key_id.as_str()),
+            creds.secret.as_str(),
+            now() + 301,
+            "stale_timestamp",
+        ),
+        (
+            Some("wk_nobody"),
+            creds.secret.as_str(),
+            now(),
+            "unknown_worker",
+        ),
+        (
+            Some(creds.key_id.as_str()),
+            "wks_not-the-secret",
+            now(),
+            "bad_signature",
+        ),
+    ];
+    for (key, secret, ts, reason) in refusals {
+        let (status, body) = raw(&m.app, key, secret, ts, NONCE, &event).await;
+        assert_eq!(
+            (status, body["error"].as_str().unwrap()),
+            (401, reason),
+            "{body}"
+        );
+    }
+    // A signature over a different body does not carry over.
+    let ts = now();
+    let over_other_body = signature(
+        &creds.secret,
+        &Signed {
+            method: "POST",
+            path: "/workers/events",
+            timestamp: ts,
+            nonce: NONCE,
+            body: b"{}",
+        },
+    );
+    let response = reqwest::Client::new()
+        .post(m.app.url("/workers/events"))
+        .header("x-tessera-worker", &creds.key_id)
+        .header("x-tessera-timestamp", ts.to_string())
+        .header("x-tessera-nonce", NONCE)
+        .header("x-tessera-signature", over_other_body)
+        .body(event.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // A nonce too short to be one.
+    let (status, body) = raw(
+        &m.app,
+        Some(&creds.key_id),
+        &creds.secret,
+        now(),
+        "short",
+        &event,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "missing_signature")
+    );
+    assert_eq!(last_seq(&m.app, &id).await, before, "nothing changed");
+
+    // Signed once: applied. The very same request again: a replay.
+    let ts = now();
+    let (status, body) = raw(
+        &m.app,
+        Some(&creds.key_id),
+        &creds.secret,
+        ts,
+        NONCE,
+        &event,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"], true);
+    assert_eq!(body["seq"], before.0 + 1);
+    let (status, body) = raw(
+        &m.app,
+        Some(&creds.key_id),
+        &creds.secret,
+        ts,
+        NONCE,
+        &event,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str().unwrap()), (401, "replayed"));
+    assert_eq!(last_seq(&m.app, &id).await.0, before.0 + 1);
+
+    // Well signed but wrong: unknown step, out of order, another worker's session, bad JSON.
+    let c = client(&m.app, &creds);
+    for (sent, status, why) in [
+        (
+            json!({ "sessionId": id, "step": "paint", "status": "done" }),
+            400,
+            "unknown_step",
+        ),
+        (
+            json!({ "sessionId": id, "step": "boot", "status": "done" }),
+            409,
+            "step_out_of_order",
+        ),
+        (
+            json!({ "sessionId": id, "step": "create_vm", "status": "exploded" }),
+            400,
+            "invalid_status",
+        ),
+        (
+            json!({ "sessionId": Uuid::new_v4(), "step": "boot", "status": "done" }),
+            404,
+            "unknown_session",
+        ),
+        (json!({ "session": id }), 400, "invalid_body"),
+    ] {
+        let (got, body) = report(&c, sent.clone()).await;
+        assert_eq!((got, reason(&body)), (status, why), "{sent}");
+    }
+    let other = create_worker(&m, "other", 1).await;
+    let (status, body) = report(
+        &client(&m.app, &other),
+        json!({ "sessionId": id, "step": "create_vm", "status": "done" }),
+    )
+    .await;
+    assert_eq!((status, reason(&body)), (404, "unknown_session"));
+    // The same report twice is applied once.
+    let done = json!({ "sessionId": id, "step": "create_vm", "status": "done" });
+    let (_, first) = report(&c, done.clone()).await;
+    let (_, again) = report(&c, done).await;
+    assert_eq!(
+        (&first["applied"], &again["applied"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(first["seq"], again["seq"]);
+    let after_valid = last_seq(&m.app, &id).await;
+
+    // Disabled: every request refused, even correctly signed.
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "mutation($id: ID!) { setWorkerStatus(id: $id, status: DISABLED) { status } }",
+            json!({ "id": creds.id }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["setWorkerStatus"]["status"], "DISABLED",
+        "{body}"
+    );
+    let (status, body) = report(
+        &c,
+        json!({ "sessionId": id, "step": "boot", "status": "done" }),
+    )
+    .await;
+    assert_eq!((status, reason(&body)), (401, "worker_disabled"));
+    let answer = c
+        .call(reqwest::Method::GET, "workers/jobs?wait=0", None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 401);
+    assert_eq!(last_seq(&m.app, &id).await, after_valid, "nothing changed");
+
+    // Audited admin actions.
+    let audit = tessera::platform::audit::recent(m.app.state.db.conn(), 20)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    for action in [
+        "vps.product.create",
+        "vps.worker.create",
+        "vps.worker.status",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} not audited: {actions:?}"
+        );
+    }
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn starting_is_refused_without_coins_for_inactive_products_and_bad_hours() {
+    let m = market().await;
+    let ed = customer(&m, "ed@example.com", "eded", 25).await;
+    let count = || async {
+        session::Entity::find()
+            .count(m.app.state.db.conn())
+            .await
+            .unwrap()
+    };
+
+    let body = start(&m, &ed, 3, None).await;
+    assert_eq!(error_of(&body).0, "INSUFFICIENT_FUNDS", "{body}");
+    for hours in [0, -1, 721] {
+        let body = start(&m, &ed, hours, None).await;
+        assert_eq!(
+            error_of(&body),
+            ("BAD_USER_INPUT".into(), "hours_out_of_range".into()),
+            "{hours}: {body}"
+        );
+    }
+    let closed = create_product(&m.app, &m.admin, 1, false).await;
+    let body = m
+        .app
+        .graphql_as(
+            &ed.access,
+            "mutation($p: ID!) { startVpsSession(input: { productId: $p, hours: 1 }) { id } }",
+            json!({ "p": closed }),
+        )
+        .await;
+    assert_eq!(
+        error_of(&body),
+        ("BAD_USER_INPUT".into(), "product_inactive".into())
+    );
+    for (product, code) in [
+        (Uuid::new_v4().to_string(), "NOT_FOUND"),
+        ("nope".into(), "NOT_FOUND"),
+    ] {
+        let body = m
+            .app
+            .graphql_as(
+                &ed.access,
+                "mutation($p: ID!) { startVpsSession(input: { productId: $p, hours: 1 }) { id } }",
+                json!({ "p": product }),
+            )
+            .await;
+        assert_eq!(error_of(&body).0, code);
+    }
+    let body = m
+        .app
+        .graphql_as(
+            &ed.access,
+            "mutation($p: ID!) { startVpsSession(input: { productId: $p, hours: 1, sshPublicKey: \"not a key\" }) { id } }",
+            json!({ "p": m.product }),
+        )
+        .await;
+    assert_eq!(
+        error_of(&body),
+        ("BAD_USER_INPUT".into(), "invalid_ssh_key".into())
+    );
+    let body = m
+        .app
+        .graphql(
+            "mutation($p: ID!) { startVpsSession(input: { productId: $p, hours: 1 }) { id } }",
+            json!({ "p": m.product }),
+        )
+        .await;
+    assert_eq!(error_of(&body).0, "UNAUTHENTICATED");
+    // Products are admin-only to create, and inactive ones are hidden from users.
+    let body = m
+        .app
+        .graphql_as(
+            &ed.access,
+            "mutation { createVpsProduct(input: { name: \"x\", vcpu: 1, memoryMb: 512, diskGb: 10, region: \"r\", pricePerHour: 1 }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_of(&body).0, "FORBIDDEN");
+    let body = m
+        .app
+        .graphql("{ vpsProducts { id active } }", json!({}))
+        .await;
+    assert_eq!(
+        body["data"]["vpsProducts"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+
+    assert_eq!(count().await, 0, "nothing was created");
+    assert_eq!(wallet(&m.app, &ed).await, (25, 25), "nothing moved");
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn another_users_session_is_not_found_for_queries_mutations_and_streams() {
+    let m = market().await;
+    let fay = customer(&m, "fay@example.com", "fay", 100).await;
+    let gus = customer(&m, "gus@example.com", "gus", 100).await;
+    let id = start_ok(&m, &fay, 2).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let body = get_session(&m.app, &gus, &id).await;
+    assert_eq!(error_of(&body).0, "NOT_FOUND", "{body}");
+    for mutation in [
+        "mutation($id: ID!) { stopVpsSession(id: $id) { id } }",
+        "mutation($id: ID!) { extendVpsSession(id: $id, hours: 1) { id } }",
+    ] {
+        let body = m
+            .app
+            .graphql_as(&gus.access, mutation, json!({ "id": id }))
+            .await;
+        assert_eq!(error_of(&body).0, "NOT_FOUND", "{body}");
+    }
+    for legacy in [false, true] {
+        let mut progress = Progress::open(&m.app, &gus, &id, None, legacy).await;
+        assert_eq!(progress.refusal().await.0, "NOT_FOUND");
+    }
+    let body = m
+        .app
+        .graphql_as(
+            &gus.access,
+            "{ me { vpsSessions { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["me"]["vpsSessions"]["totalCount"], 0);
+    // The owner sees it; so does an admin.
+    let body = m
+        .app
+        .graphql_as(
+            &fay.access,
+            "{ me { vpsSessions(status: QUEUED) { totalCount edges { node { id } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["me"]["vpsSessions"]["totalCount"], 1, "{body}");
+    let body = get_session(&m.app, &m.admin, &id).await;
+    assert_eq!(body["data"]["vpsSession"]["id"], id.as_str());
+    // Nothing moved for either user but fay's reservation.
+    assert_eq!(wallet(&m.app, &fay).await, (100, 80));
+    assert_eq!(wallet(&m.app, &gus).await, (100, 100));
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn concurrent_starts_respect_idempotency_funds_and_the_live_limit() {
+    let m = market_on(builder().configure(|c| c.vps.vps_max_live_sessions = 3)).await;
+    // One key, twelve tries at once: one session, one reservation.
+    let hal = customer(&m, "hal@example.com", "hal", 1000).await;
+    let results = join_all((0..12).map(|_| start(&m, &hal, 2, Some("same-key")))).await;
+    let ids: std::collections::HashSet<String> = results
+        .iter()
+        .map(|b| {
+            assert!(b["errors"].is_null(), "{b}");
+            b["data"]["startVpsSession"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(wallet(&m.app, &hal).await, (1000, 980));
+    // The same key for something else is a conflict.
+    let body = start(&m, &hal, 3, Some("same-key")).await;
+    assert_eq!(
+        error_of(&body),
+        ("CONFLICT".into(), "idempotency_key_reused".into())
+    );
+
+    // Eight different starts at once against a limit of 3 live sessions (one is live).
+    let results = join_all((0..8).map(|_| start(&m, &hal, 1, None))).await;
+    let ok = results.iter().filter(|b| b["errors"].is_null()).count();
+    assert_eq!(ok, 2, "{results:#?}");
+    for refused in results.iter().filter(|b| !b["errors"].is_null()) {
+        assert_eq!(
+            error_of(refused),
+            ("CONFLICT".into(), "too_many_sessions".into())
+        );
+    }
+
+    // Money for two sessions, six tries at once: two succeed, the rest find no coins.
+    let ivy = customer(&m, "ivy@example.com", "ivy", 45).await;
+    let results = join_all((0..6).map(|_| start(&m, &ivy, 2, None))).await;
+    let ok = results.iter().filter(|b| b["errors"].is_null()).count();
+    assert_eq!(ok, 2, "{results:#?}");
+    for refused in results.iter().filter(|b| !b["errors"].is_null()) {
+        assert_eq!(error_of(refused).0, "INSUFFICIENT_FUNDS");
+    }
+    assert_eq!(wallet(&m.app, &ivy).await, (45, 5));
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn a_worker_gone_silent_fails_its_provisioning_sessions_and_the_queue_moves_on() {
+    let m = market_on(builder().configure(|c| {
+        c.vps.vps_heartbeat_timeout = HumanDuration(Duration::from_secs(1));
+    }))
+    .await;
+    let jo = customer(&m, "jo@example.com", "jojo", 100).await;
+    let creds = create_worker(&m, "mortal", 1).await;
+    let first = start_ok(&m, &jo, 2).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = claim(&m, &creds).await;
+    assert_eq!(job["sessionId"], first.as_str());
+    // Capacity 1 and taken: the next one waits.
+    let second = start_ok(&m, &jo, 1).await;
+    assert_eq!(second["status"], "QUEUED");
+    assert_eq!(wallet(&m.app, &jo).await, (100, 70));
+
+    // The worker says nothing more: after the timeout its session fails, refunded.
+    let failed = wait_status(&m.app, &jo, &first, "FAILED").await;
+    assert_eq!(failed["failureReason"], "the worker went offline");
+    assert_eq!(failed["amountRefunded"], 20);
+    assert_eq!(wallet(&m.app, &jo).await, (100, 90));
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "{ admin { workers { name online load } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["admin"]["workers"][0]["online"], false,
+        "{body}"
+    );
+
+    // A healthy worker comes along and takes the queued one.
+    let healthy = create_worker(&m, "healthy", 2).await;
+    let worker = run_worker(&m.app, &healthy, 5, None);
+    let second_id = second["id"].as_str().unwrap();
+    wait_status(&m.app, &jo, second_id, "RUNNING").await;
+    assert_eq!(wallet(&m.app, &jo).await, (90, 90));
+    worker.cancel();
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn running_sessions_expire_at_their_end_extensions_move_it_and_workers_tear_down() {
+    let m = market().await;
+    let kit = customer(&m, "kit@example.com", "kit", 100).await;
+    let creds = create_worker(&m, "steady", 2).await;
+    let worker = run_worker(&m.app, &creds, 5, None);
+    let id = start_ok(&m, &kit, 1).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = wait_status(&m.app, &kit, &id, "RUNNING").await;
+    assert_eq!(wallet(&m.app, &kit).await, (90, 90));
+
+    // Two more hours, paid at once; the same key extends once.
+    for _ in 0..2 {
+        let body = m
+            .app
+            .graphql_as(
+                &kit.access,
+                "mutation($id: ID!) { extendVpsSession(id: $id, hours: 2, idempotencyKey: \"more\") { hours amountPaid endsAt } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(body["data"]["extendVpsSession"]["hours"], 3, "{body}");
+        assert_eq!(body["data"]["extendVpsSession"]["amountPaid"], 30);
+    }
+    assert_eq!(wallet(&m.app, &kit).await, (70, 70));
+    let ends =
+        |v: &Value| chrono::DateTime::parse_from_rfc3339(v["endsAt"].as_str().unwrap()).unwrap();
+    let extended = get_session(&m.app, &kit, &id).await["data"]["vpsSession"].clone();
+    assert_eq!((ends(&extended) - ends(&running)).num_hours(), 2);
+    let body = m
+        .app
+        .graphql_as(
+            &kit.access,
+            "mutation($id: ID!) { extendVpsSession(id: $id, hours: 721) { hours } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_of(&body).1, "hours_out_of_range");
+
+    // Its end passes: the sweep expires it (no refund) and the worker tears it down.
+    let mut progress = Progress::open(&m.app, &kit, &id, None, false).await;
+    let snapshot = progress.next().await.unwrap();
+    end_now(&m.app, &id).await;
+    let tail = progress.rest().await;
+    assert_consecutive(&tail, snapshot["seq"].as_i64().unwrap());
+    assert_eq!(tail.last().unwrap()["session"]["status"], "EXPIRED");
+    assert_eq!(
+        wallet(&m.app, &kit).await,
+        (70, 70),
+        "expiry refunds nothing"
+    );
+    let body = m
+        .app
+        .graphql_as(
+            &kit.access,
+            "mutation($id: ID!) { extendVpsSession(id: $id, hours: 1) { hours } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_of(&body), ("CONFLICT".into(), "session_ended".into()));
+    // The worker took the teardown job (claimed) and stopped reporting the machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let open = tessera::vps::entity::job::Entity::find()
+            .all(m.app.state.db.conn())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.kind == "teardown" && j.claimed_at.is_none())
+            .count();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "teardown job never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.cancel();
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn stopping_before_it_runs_returns_everything_and_frees_the_slot() {
+    let m = market().await;
+    let lu = customer(&m, "lu@example.com", "lulu", 100).await;
+    let creds = create_worker(&m, "one", 1).await;
+    let first = start_ok(&m, &lu, 3).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    claim(&m, &creds).await;
+    let second = start_ok(&m, &lu, 2).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(last_seq(&m.app, &second).await.1, "queued");
+
+    // Queued: stopped at once, all back.
+    let body = m
+        .app
+        .graphql_as(
+            &lu.access,
+            "mutation($id: ID!) { stopVpsSession(id: $id) { status amountRefunded } }",
+            json!({ "id": second }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["stopVpsSession"],
+        json!({ "status": "STOPPED", "amountRefunded": 20 })
+    );
+    // Provisioning: everything back; the worker is told to tear down.
+    let body = m
+        .app
+        .graphql_as(
+            &lu.access,
+            "mutation($id: ID!) { stopVpsSession(id: $id) { status amountRefunded } }",
+            json!({ "id": first }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["stopVpsSession"],
+        json!({ "status": "STOPPING", "amountRefunded": 30 })
+    );
+    assert_eq!(wallet(&m.app, &lu).await, (100, 100));
+    let c = client(&m.app, &creds);
+    // Its step reports are now refused, so it stops building.
+    let (status, body) = report(
+        &c,
+        json!({ "sessionId": first, "step": "reserve_capacity", "status": "running" }),
+    )
+    .await;
+    assert_eq!((status, reason(&body)), (409, "session_not_provisioning"));
+    let jobs = c
+        .call(reqwest::Method::GET, "workers/jobs?wait=5", None)
+        .await
+        .unwrap();
+    assert_eq!(jobs.body["jobs"][0]["kind"], "teardown", "{}", jobs.body);
+    let (_, ack) = report(
+        &c,
+        json!({ "sessionId": first, "step": "teardown", "status": "done" }),
+    )
+    .await;
+    assert_eq!(ack["sessionStatus"], "stopped", "{ack}");
+    // The heartbeat names sessions that ended here, for a worker that missed a job.
+    let beat = c
+        .call(
+            reqwest::Method::POST,
+            "workers/heartbeat",
+            Some(&json!({ "sessions": [first, second, Uuid::new_v4()] })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        beat.body["teardown"].as_array().unwrap().len(),
+        3,
+        "{}",
+        beat.body
+    );
+    let stored = worker_row::Entity::find()
+        .all(m.app.state.db.conn())
+        .await
+        .unwrap();
+    assert!(stored[0].reachable);
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn the_worker_binary_runs_a_command_for_each_step() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = market().await;
+    let mo = customer(&m, "mo@example.com", "momo", 100).await;
+    let creds = create_worker(&m, "scripted", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("step.sh");
+    let log = dir.path().join("steps.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$TESSERA_SESSION_ID $TESSERA_STEP $TESSERA_VCPU\" >> {}\necho noise\necho \"did $TESSERA_STEP\"\n[ \"$TESSERA_STEP\" = health_check ] && [ -n \"$FAIL_HEALTH\" ] && exit 3\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "worker",
+            "--driver",
+            "command",
+            "--heartbeat-interval",
+            "200ms",
+        ])
+        .env("WORKER_SERVER_URL", m.app.url("/"))
+        .env("WORKER_KEY_ID", &creds.key_id)
+        .env("WORKER_SECRET", &creds.secret)
+        .env("WORKER_COMMAND", &script)
+        .env("WORKER_PUBLIC_HOST", "box.example")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let id = start_ok(&m, &mo, 1).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = wait_status(&m.app, &mo, &id, "RUNNING").await;
+    assert_eq!(running["hours"], 1);
+    let body = get_session(&m.app, &mo, &id).await;
+    let s = &body["data"]["vpsSession"];
+    assert_eq!(s["connection"]["host"], "box.example");
+    assert_eq!(
+        s["checklist"][2]["message"], "did boot",
+        "the last line of output"
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let steps: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(steps, STEPS.to_vec());
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.starts_with(&id) && l.ends_with(" 2"))
+    );
+    let _ = child.kill().await;
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn the_sweep_is_safe_on_many_instances_at_once() {
+    let m = market().await;
+    let ned = customer(&m, "ned@example.com", "ned", 1000).await;
+    let creds = create_worker(&m, "busy", 8).await;
+    let worker = run_worker(&m.app, &creds, 1, None);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            start_ok(&m, &ned, 2).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        wait_status(&m.app, &ned, id, "RUNNING").await;
+    }
+    worker.cancel();
+    for id in &ids {
+        end_now(&m.app, id).await;
+    }
+    // Eight sweeps race (as eight instances would): each session expires once.
+    let expired: u64 = join_all((0..8).map(|_| service::expire_due(&m.app.state)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    assert!(expired <= 3, "expired {expired}");
+    for id in &ids {
+        let (_, status) = last_seq(&m.app, id).await;
+        assert_eq!(status, "expired");
+        let events =
+            service::events_after(m.app.state.db.conn(), Uuid::parse_str(id).unwrap(), 0, 100)
+                .await
+                .unwrap();
+        let expiries = events
+            .iter()
+            .filter(|e| e.payload["session"]["status"] == "expired")
+            .count();
+        assert_eq!(expiries, 1, "one expiry event per session");
+    }
+    assert_eq!(wallet(&m.app, &ned).await, (940, 940));
+    assert_sound(&m.app).await;
+}
