@@ -116,6 +116,7 @@ pub struct Metrics {
     websocket_connections: UpDownCounter<i64>,
     access_checks: Counter<u64>,
     proxy_requests: Counter<u64>,
+    vps_progress: Counter<u64>,
 }
 
 impl Metrics {
@@ -164,6 +165,12 @@ impl Metrics {
             proxy_requests: meter
                 .u64_counter("access.proxy.requests")
                 .with_description("Proxied requests, by protocol and outcome")
+                .build(),
+            vps_progress: meter
+                .u64_counter("vps.progress.deliveries")
+                .with_description(
+                    "VPS progress events handed to subscribers, by where they came from (pubsub, or table after a gap)",
+                )
                 .build(),
             _provider: provider,
         })
@@ -218,6 +225,12 @@ impl Metrics {
                 KeyValue::new("outcome", outcome),
             ],
         );
+    }
+
+    /// `source`: `pubsub` (live) or `table` (read back after a gap, a lag or a reconnect).
+    pub fn record_progress(&self, source: &'static str, events: u64) {
+        self.vps_progress
+            .add(events, &[KeyValue::new("source", source)]);
     }
 
     /// The Prometheus text exposition of every instrument.

@@ -649,6 +649,10 @@ impl Follower {
             .await
             .map_err(ApiError::from)?;
             let full = rows.len() as u64 == CATCH_UP_PAGE;
+            let fresh = rows.iter().filter(|r| r.seq > self.cursor).count();
+            if fresh > 0 {
+                self.state.metrics.record_progress("table", fresh as u64);
+            }
             for row in rows {
                 self.push(row.seq, VpsSessionEvent::from_row(row));
             }
@@ -685,6 +689,7 @@ impl Follower {
                     Some(Delivery::Message(bytes)) => {
                         match serde_json::from_slice::<Published>(&bytes) {
                             Ok(published) if published.seq == self.cursor + 1 => {
+                                self.state.metrics.record_progress("pubsub", 1);
                                 let event = VpsSessionEvent::from_payload(published.seq, published.payload);
                                 self.push(published.seq, event);
                             }

@@ -260,10 +260,13 @@ impl TestApp {
         builder.kv_prefix = Some(self.kv_prefix.clone());
         // Same keys, as instances of one deployment have.
         builder.data_dir = Some(self.state.config.data_dir.clone());
-        builder.kv = match &self.state.config.redis_url {
-            Some(url) => KvChoice::Redis(url.expose().to_owned()),
-            None => KvChoice::Memory,
-        };
+        // The same store, unless the builder names a way to it (a proxy, say).
+        if matches!(builder.kv, KvChoice::FromEnv) {
+            builder.kv = match &self.state.config.redis_url {
+                Some(url) => KvChoice::Redis(url.expose().to_owned()),
+                None => KvChoice::Memory,
+            };
+        }
         builder.spawn().await
     }
 

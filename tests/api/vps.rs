@@ -1389,3 +1389,160 @@ async fn the_sweep_is_safe_on_many_instances_at_once() {
     assert_eq!(wallet(&m.app, &ned).await, (940, 940));
     assert_sound(&m.app).await;
 }
+
+/// Starts a session and has `creds`' worker claim it by hand; returns its id and the
+/// worker's client (the test then reports steps itself).
+async fn provisioning(m: &Market, user: &Session, creds: &Creds) -> (String, WorkerClient) {
+    let id = start_ok(m, user, 1).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = claim(m, creds).await;
+    assert_eq!(job["sessionId"], id.as_str());
+    (id, client(&m.app, creds))
+}
+
+/// A step report that must be applied.
+async fn step(c: &WorkerClient, id: &str, key: &str, status: &str, message: &str) {
+    let (code, body) = report(
+        c,
+        json!({ "sessionId": id, "step": key, "status": status, "message": message }),
+    )
+    .await;
+    assert_eq!((code, &body["applied"]), (200, &json!(true)), "{body}");
+}
+
+#[tokio::test]
+async fn events_published_while_pubsub_was_down_are_caught_up_from_the_table() {
+    let Some(redis) = crate::helpers::redis_url() else {
+        eprintln!("REDIS_URL unset: the pub/sub outage test needs a Redis to cut off");
+        return;
+    };
+    let target = redis
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut proxy = crate::helpers::TcpProxy::start(&target).await;
+    // The subscriber's instance reaches Redis through the proxy; the worker's directly.
+    let m = market_on(builder().redis_url(format!("redis://{}", proxy.addr))).await;
+    let peer = m.app.spawn_peer_with(builder().redis_url(redis)).await;
+    let olga = customer(&m, "olga@example.com", "olga", 100).await;
+    let creds = create_worker(&m, "steady", 2).await;
+    let (id, _) = provisioning(&m, &olga, &creds).await;
+    let c = client(&peer, &creds);
+
+    let mut progress = Progress::open(&m.app, &olga, &id, None, false).await;
+    let snapshot = progress.next().await.unwrap();
+    let base = snapshot["seq"].as_i64().unwrap();
+    step(&c, &id, "reserve_capacity", "running", "live").await;
+    assert_eq!(progress.next().await.unwrap()["seq"], base + 1);
+
+    // Pub/sub to the subscriber's instance is cut: these three are published to no one.
+    proxy.cut();
+    step(&c, &id, "reserve_capacity", "done", "missed 1").await;
+    step(&c, &id, "create_vm", "running", "missed 2").await;
+    step(&c, &id, "create_vm", "done", "missed 3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore().await;
+
+    // Nothing else happens: the reconnect alone must bring them, in order.
+    let mut caught = Vec::new();
+    for _ in 0..3 {
+        caught.push(progress.next().await.unwrap());
+    }
+    assert_consecutive(&caught, base + 1);
+    let messages: Vec<&str> = caught
+        .iter()
+        .map(|e| e["changedSteps"][0]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["missed 1", "missed 2", "missed 3"]);
+    // And the live stream goes on from there.
+    step(&c, &id, "boot", "running", "after").await;
+    assert_eq!(progress.next().await.unwrap()["seq"], base + 5);
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_catches_up_without_loss_or_repeats() {
+    // One slot per pub/sub channel: a burst overflows it at once.
+    let m = market_on(builder().memory_kv().configure(|c| c.pubsub_capacity = 1)).await;
+    let pia = customer(&m, "pia@example.com", "pia", 100).await;
+    let creds = create_worker(&m, "fast", 2).await;
+    let (id, c) = provisioning(&m, &pia, &creds).await;
+    let mut progress = Progress::open(&m.app, &pia, &id, None, true).await;
+    let base = progress.next().await.unwrap()["seq"].as_i64().unwrap();
+    // A noisy neighbour on the channel: each time an event is published it answers with a
+    // burst of stale messages. With one slot, whenever it runs before the subscriber the
+    // real event is overwritten and the subscriber lags past it (and must read it back
+    // from the table).
+    let channel = service::progress_channel(Uuid::parse_str(&id).unwrap());
+    let mut heard = m.app.state.kv.subscribe(&channel).await.unwrap();
+    let kv = m.app.state.kv.clone();
+    let noise = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let stale = serde_json::to_vec(&json!({ "seq": 0, "payload": null })).unwrap();
+        while heard.next().await.is_some() {
+            for _ in 0..8 {
+                let _ = kv.publish(&channel, &stale).await;
+            }
+        }
+    });
+    for i in 0..40 {
+        step(&c, &id, "reserve_capacity", "running", &format!("{i}%")).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        got.push(progress.next().await.unwrap());
+    }
+    assert_consecutive(&got, base);
+    for (i, event) in got.iter().enumerate() {
+        assert_eq!(event["changedSteps"][0]["message"], format!("{i}%"));
+    }
+    let metrics = reqwest::get(m.app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let from_table: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("vps_progress_deliveries_total") && l.contains("source=\"table\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        from_table > 0.0,
+        "the lag was never caught up from the table:\n{metrics}"
+    );
+    noise.abort();
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn the_embedded_worker_runs_sessions_on_a_plain_server() {
+    let m = market_on(builder().configure(|c| {
+        c.vps.embedded_worker = Some(true);
+        c.vps.simulated_step_ms = 5;
+    }))
+    .await;
+    let quin = customer(&m, "quin@example.com", "quin", 100).await;
+    let id = start_ok(&m, &quin, 2).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = wait_status(&m.app, &quin, &id, "RUNNING").await;
+    assert_eq!(running["amountPaid"], 20);
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "{ admin { workers { name online status load capacity } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["admin"]["workers"],
+        json!([{ "name": "embedded", "online": true, "status": "ONLINE", "load": 1, "capacity": 8 }])
+    );
+    assert_sound(&m.app).await;
+}
