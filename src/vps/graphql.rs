@@ -401,7 +401,7 @@ impl VpsQuery {
     }
 
     /// A session: yours, or anyone's for an admin. NOT_FOUND for anyone else.
-    async fn vps_session(&self, ctx: &Context<'_>, id: ID) -> Result<VpsSession> {
+    async fn vps_session(&self, ctx: &Context<'_>, id: ID) -> Result<Option<VpsSession>> {
         let viewer = ctx.viewer()?;
         let state = ctx.data::<AppState>()?;
         let id = parse_id(&id, "vps session")?;
@@ -413,7 +413,7 @@ impl VpsQuery {
         )
         .await
         .map_err(ApiError::from)?;
-        Ok(VpsSession(row))
+        Ok(Some(VpsSession(row)))
     }
 }
 
