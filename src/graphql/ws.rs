@@ -155,7 +155,11 @@ pub async fn endpoint(
     let state = state.clone();
     let schema = schema.clone();
     let meta = meta.clone();
+    // Small buffers that grow on demand: the default 128 KiB read buffer, allocated up
+    // front, would make every idle subscriber cost that much. Client messages are small.
     let config = poem::web::websocket::WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(0)
         .max_message_size(Some(state.config.body_limit_bytes))
         .max_frame_size(Some(state.config.body_limit_bytes));
     websocket
@@ -186,7 +190,9 @@ struct Connection {
     acked: bool,
     active: HashSet<String>,
     pending_init: Arc<Mutex<Option<Data>>>,
-    to_library: mpsc::Sender<serde_json::Result<ClientMessage>>,
+    /// Boxed: the channel allocates its slots in blocks of 32, and an unboxed message is
+    /// large; every idle connection would carry that block.
+    to_library: mpsc::Sender<Box<ClientMessage>>,
     /// The session this connection signed in with; its revocation closes the socket.
     session: Option<uuid::Uuid>,
 }
@@ -257,7 +263,7 @@ impl Connection {
         }
         // The library reads this channel only when the loop below polls it, so never wait
         // here: a client that has this many messages unanswered is flooding us.
-        match self.to_library.try_send(Ok(message)) {
+        match self.to_library.try_send(Box::new(message)) {
             Ok(()) => Step::Continue,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 Step::Close(close::POLICY, "Too many messages in flight".into())
@@ -322,7 +328,7 @@ async fn serve(
     let keepalive = state.config.graphql_ws_keepalive.0;
     let library = async_graphql::http::WebSocket::from_message_stream(
         schema,
-        ReceiverStream::new(from_socket),
+        ReceiverStream::new(from_socket).map(|message: Box<ClientMessage>| Ok(*message)),
         protocol,
     )
     .connection_data(connection_data)
@@ -368,7 +374,7 @@ async fn serve(
                     Ok(Revocation::Session(family)) => family == session,
                     // Resync, or lagged behind: ask the store about our own session.
                     Ok(Revocation::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        is_revoked(&state, session).await
+                        Box::pin(is_revoked(&state, session)).await
                     }
                     Err(broadcast::error::RecvError::Closed) => false,
                 };
@@ -378,9 +384,11 @@ async fn serve(
                     Step::Continue
                 }
             }
+            // Boxed (here and above): this task lives as long as the connection and keeps
+            // room for its largest await; sign-in checks would make every idle one bigger.
             incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => connection.incoming(text.as_bytes()).await,
-                Some(Ok(Message::Binary(bytes))) => connection.incoming(&bytes).await,
+                Some(Ok(Message::Text(text))) => Box::pin(connection.incoming(text.as_bytes())).await,
+                Some(Ok(Message::Binary(bytes))) => Box::pin(connection.incoming(&bytes)).await,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
             },

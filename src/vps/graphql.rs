@@ -675,6 +675,10 @@ impl Follower {
     async fn next(&mut self) -> Option<VpsSessionEvent> {
         loop {
             if let Some(event) = self.queue.pop_front() {
+                if self.queue.is_empty() {
+                    // Idle followers hold no buffer (the snapshot or a catch-up grew it).
+                    self.queue = VecDeque::new();
+                }
                 if event.is_terminal() {
                     self.finished = true;
                     self.queue.clear();
@@ -695,23 +699,77 @@ impl Follower {
                             }
                             Ok(published) if published.seq <= self.cursor => {}
                             // Ahead of us: something was missed; read it in order.
-                            _ => self.catch_up().await.ok()?,
+                            _ => Box::pin(self.catch_up()).await.ok()?,
                         }
                     }
-                    Some(Delivery::Gap) => self.catch_up().await.ok()?,
+                    Some(Delivery::Gap) => Box::pin(self.catch_up()).await.ok()?,
                     // The kv store is shutting down: hand out what the table has, then end.
                     None => {
-                        self.catch_up().await.ok()?;
+                        Box::pin(self.catch_up()).await.ok()?;
                         self.finished = self.queue.is_empty();
                         if self.finished {
                             return None;
                         }
                     }
                 },
-                _ = self.recheck.tick() => self.catch_up().await.ok()?,
+                _ = self.recheck.tick() => Box::pin(self.catch_up()).await.ok()?,
             }
         }
     }
+}
+
+/// Checks the viewer may follow the session, subscribes, then reads the snapshot (or the
+/// events after `after_seq`): the follower of [`VpsSubscription::vps_session_progress`].
+async fn open_progress(
+    state: AppState,
+    viewer: Uuid,
+    as_admin: bool,
+    id: Uuid,
+    after_seq: Option<i32>,
+) -> Result<Follower, ApiError> {
+    service::visible(state.db.conn(), viewer, as_admin, id).await?;
+    // Subscribe first, then read: anything published after the read is delivered, and
+    // anything before it is in the snapshot or the table.
+    let deliveries = state.kv.subscribe(&service::progress_channel(id)).await?;
+    let (row, items) = service::snapshot(state.db.conn(), id).await?;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut follower = Follower {
+        state,
+        session_id: id,
+        cursor: 0,
+        queue: VecDeque::new(),
+        deliveries,
+        finished: false,
+        recheck,
+    };
+    match after_seq {
+        None => {
+            follower.cursor = row.last_seq;
+            follower.queue.push_back(VpsSessionEvent {
+                seq: row.last_seq,
+                session: VpsSession(row),
+                changed_steps: items.into_iter().map(ChecklistStep::from).collect(),
+                snapshot: true,
+            });
+        }
+        Some(after) if after < 0 || after > row.last_seq => {
+            return Err(ApiError::bad_input(
+                "invalid_after_seq",
+                format!("afterSeq must be 0 to {}", row.last_seq),
+            ));
+        }
+        Some(after) => {
+            follower.cursor = after;
+            let terminal =
+                SessionStatus::parse(&row.status).is_some_and(SessionStatus::is_terminal);
+            follower.catch_up().await?;
+            if terminal && follower.queue.is_empty() {
+                follower.finished = true;
+            }
+        }
+    }
+    Ok(follower)
 }
 
 #[derive(Default)]
@@ -731,62 +789,16 @@ impl VpsSubscription {
         let viewer = ctx.viewer()?;
         let state = ctx.data::<AppState>()?.clone();
         let id = parse_id(&session_id, "vps session")?;
-        service::visible(
-            state.db.conn(),
+        // Boxed: the library keeps this future's space for the stream's whole life, and the
+        // database reads in it are large; every idle subscriber would carry them.
+        let follower = Box::pin(open_progress(
+            state,
             viewer.user_id,
             viewer.role == Role::Admin,
             id,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        // Subscribe first, then read: anything published after the read is delivered, and
-        // anything before it is in the snapshot or the table.
-        let deliveries = state
-            .kv
-            .subscribe(&service::progress_channel(id))
-            .await
-            .map_err(ApiError::from)?;
-        let (row, items) = service::snapshot(state.db.conn(), id)
-            .await
-            .map_err(ApiError::from)?;
-        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
-        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut follower = Follower {
-            state,
-            session_id: id,
-            cursor: 0,
-            queue: VecDeque::new(),
-            deliveries,
-            finished: false,
-            recheck,
-        };
-        match after_seq {
-            None => {
-                follower.cursor = row.last_seq;
-                follower.queue.push_back(VpsSessionEvent {
-                    seq: row.last_seq,
-                    session: VpsSession(row),
-                    changed_steps: items.into_iter().map(ChecklistStep::from).collect(),
-                    snapshot: true,
-                });
-            }
-            Some(after) if after < 0 || after > row.last_seq => {
-                return Err(ApiError::bad_input(
-                    "invalid_after_seq",
-                    format!("afterSeq must be 0 to {}", row.last_seq),
-                )
-                .into());
-            }
-            Some(after) => {
-                follower.cursor = after;
-                let terminal =
-                    SessionStatus::parse(&row.status).is_some_and(SessionStatus::is_terminal);
-                follower.catch_up().await?;
-                if terminal && follower.queue.is_empty() {
-                    follower.finished = true;
-                }
-            }
-        }
+            after_seq,
+        ))
+        .await?;
         Ok(futures_util::stream::unfold(follower, |mut f| async move {
             f.next().await.map(|event| (event, f))
         }))
