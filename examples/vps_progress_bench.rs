@@ -9,7 +9,8 @@
 //! free product, a worker, one user with SESSIONS sessions claimed by the worker (so they
 //! are provisioning). Then SUBSCRIBERS WebSocket connections (graphql-transport-ws), one
 //! subscription each, spread over the sessions; the server's RSS is read before and after
-//! (`/proc/SERVER_PID/status`) and once they are idle. Then the worker posts
+//! (`/proc/SERVER_PID/status`) and once they are idle (`VPS_PER_CONNECTION=k` puts k
+//! subscriptions on each WebSocket; `VPS_CONNECT_ONLY=1` opens connections only). Then the worker posts
 //! EVENTS_PER_SECOND step reports (a progress message on a running step) for SECONDS, over
 //! the signed HTTP protocol, round-robin over the sessions; every subscriber of that session
 //! receives each. Prints one `key=value` line per figure.
@@ -123,6 +124,13 @@ async fn main() -> anyhow::Result<()> {
     // `VPS_CONNECT_ONLY=1`: open and acknowledge the connections but subscribe to nothing,
     // to tell the cost of a connection from the cost of a subscription.
     let connect_only = std::env::var("VPS_CONNECT_ONLY").is_ok_and(|v| v == "1");
+    // `VPS_PER_CONNECTION=k`: k subscriptions share each WebSocket (default 1).
+    let per: usize = std::env::var("VPS_PER_CONNECTION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|k| *k > 0)
+        .unwrap_or(1);
+    let connections = subscribers.div_ceil(per);
 
     let api = Api {
         http: reqwest::Client::new(),
@@ -207,9 +215,13 @@ async fn main() -> anyhow::Result<()> {
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::default();
     let ws_url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
     let opened = Instant::now();
-    let readers: Vec<_> = stream::iter(0..subscribers)
+    let readers: Vec<_> = stream::iter(0..connections)
         .map(|i| {
-            let (url, token, id) = (ws_url.clone(), user.clone(), ids[i % sessions].clone());
+            // Subscriptions c·per … of this connection follow sessions (c·per + j) % SESSIONS.
+            let mine: Vec<String> = (i * per..((i + 1) * per).min(subscribers))
+                .map(|k| ids[k % sessions].clone())
+                .collect();
+            let (url, token) = (ws_url.clone(), user.clone());
             async move {
                 let mut request = url.into_client_request()?;
                 request.headers_mut().insert(
@@ -229,13 +241,17 @@ async fn main() -> anyhow::Result<()> {
                 if connect_only {
                     return anyhow::Ok(ws);
                 }
-                ws.send(Message::text(
-                    json!({"id": "1", "type": "subscribe", "payload": {"query": PROGRESS, "variables": {"id": id}}})
-                        .to_string(),
-                ))
-                .await?;
-                let snapshot = next_text(&mut ws, i).await?;
-                anyhow::ensure!(snapshot.contains("\"next\""), "no snapshot: {snapshot}");
+                for (j, id) in mine.iter().enumerate() {
+                    ws.send(Message::text(
+                        json!({"id": j.to_string(), "type": "subscribe", "payload": {"query": PROGRESS, "variables": {"id": id}}})
+                            .to_string(),
+                    ))
+                    .await?;
+                }
+                for _ in &mine {
+                    let snapshot = next_text(&mut ws, i).await?;
+                    anyhow::ensure!(snapshot.contains("\"next\""), "no snapshot: {snapshot}");
+                }
                 anyhow::Ok(ws)
             }
         })
@@ -250,8 +266,8 @@ async fn main() -> anyhow::Result<()> {
     let rss_idle = rss_kib(pid);
     if connect_only {
         println!(
-            "connections={subscribers} open_ms={open_ms} rss_before_kib={rss_before} rss_idle_kib={rss_idle} idle_kib_per_connection={:.1}",
-            (rss_idle.saturating_sub(rss_before)) as f64 / subscribers as f64
+            "connections={connections} open_ms={open_ms} rss_before_kib={rss_before} rss_idle_kib={rss_idle} idle_kib_per_connection={:.1}",
+            (rss_idle.saturating_sub(rss_before)) as f64 / connections as f64
         );
         beats.abort();
         return Ok(());
@@ -351,7 +367,9 @@ async fn main() -> anyhow::Result<()> {
         f64::from(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]) / 1000.0
     };
     let delivered = received.load(Ordering::Relaxed);
-    println!("subscribers={subscribers} sessions={sessions} open_ms={open_ms}");
+    println!(
+        "subscribers={subscribers} connections={connections} sessions={sessions} open_ms={open_ms}"
+    );
     println!(
         "rss_before_kib={rss_before} rss_open_kib={rss_open} rss_idle_kib={rss_idle} rss_busy_kib={rss_busy} idle_kib_per_subscription={:.1}",
         (rss_idle.saturating_sub(rss_before)) as f64 / subscribers as f64

@@ -158,7 +158,7 @@ pub async fn endpoint(
     // Small buffers that grow on demand: the default 128 KiB read buffer, allocated up
     // front, would make every idle subscriber cost that much. Client messages are small.
     let config = poem::web::websocket::WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_message_size(Some(state.config.body_limit_bytes))
         .max_frame_size(Some(state.config.body_limit_bytes));
@@ -356,8 +356,10 @@ async fn serve(
         session: None,
     };
     let mut revocations = state.revocations.subscribe();
-    let init_deadline = tokio::time::sleep(state.config.graphql_ws_init_timeout.0);
-    tokio::pin!(init_deadline);
+    // On the heap and dropped once `connection_init` arrived: idle connections keep no timer.
+    let mut init_deadline = Some(Box::pin(tokio::time::sleep(
+        state.config.graphql_ws_init_timeout.0,
+    )));
 
     let closing: Option<(u16, String)> = loop {
         let step = tokio::select! {
@@ -365,7 +367,7 @@ async fn serve(
             // library's answers (which free ids) are looked at.
             biased;
             _ = state.shutdown.cancelled() => Step::Close(close::GOING_AWAY, "server shutting down".into()),
-            _ = &mut init_deadline, if !connection.init_seen => {
+            _ = async { init_deadline.as_mut().expect("guarded").await }, if init_deadline.is_some() && !connection.init_seen => {
                 Step::Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into())
             }
             revocation = revocations.recv(), if connection.session.is_some() => {
@@ -408,6 +410,9 @@ async fn serve(
         };
         if let Step::Close(code, reason) = step {
             break Some((code, reason));
+        }
+        if connection.init_seen {
+            init_deadline = None;
         }
     };
     if let Some((code, reason)) = closing {
