@@ -1546,3 +1546,124 @@ async fn the_embedded_worker_runs_sessions_on_a_plain_server() {
     );
     assert_sound(&m.app).await;
 }
+
+#[tokio::test]
+async fn products_change_draining_workers_get_nothing_new_and_ssh_keys_replace_passwords() {
+    let m = market().await;
+    let rue = customer(&m, "rue@example.com", "rue", 100).await;
+    // An update is audited; inactive means no new sessions.
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "mutation($id: ID!) { updateVpsProduct(id: $id, input: { name: \"small\", vcpu: 2, memoryMb: 2048, diskGb: 40, region: \"eu-west\", pricePerHour: 12, active: false }) { pricePerHour active } }",
+            json!({ "id": m.product }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateVpsProduct"],
+        json!({ "pricePerHour": 12, "active": false }),
+        "{body}"
+    );
+    let body = start(&m, &rue, 1, None).await;
+    assert_eq!(error_of(&body).1, "product_inactive");
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "mutation($id: ID!) { updateVpsProduct(id: $id, input: { name: \"small\", vcpu: 2, memoryMb: 2048, diskGb: 40, region: \"eu-west\", pricePerHour: 12 }) { active } }",
+            json!({ "id": m.product }),
+        )
+        .await;
+    assert_eq!(body["data"]["updateVpsProduct"]["active"], true, "{body}");
+    let audit = tessera::platform::audit::recent(m.app.state.db.conn(), 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "vps.product.update")
+            .count(),
+        2
+    );
+
+    // A draining worker keeps heartbeating but gets no new session.
+    let creds = create_worker(&m, "leaving", 4).await;
+    let c = client(&m.app, &creds);
+    let beat = c
+        .call(reqwest::Method::POST, "workers/heartbeat", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(beat.body["status"], "online");
+    let body = m
+        .app
+        .graphql_as(
+            &m.admin.access,
+            "mutation($id: ID!) { setWorkerStatus(id: $id, status: DRAINING) { status } }",
+            json!({ "id": creds.id }),
+        )
+        .await;
+    assert_eq!(body["data"]["setWorkerStatus"]["status"], "DRAINING");
+    let queued = start_ok(&m, &rue, 1).await;
+    assert_eq!(
+        queued["status"], "QUEUED",
+        "a draining worker takes nothing new"
+    );
+    let beat = c
+        .call(reqwest::Method::POST, "workers/heartbeat", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(beat.body["status"], "draining");
+
+    // Back online: it takes the queued one, and the SSH key goes in place of a password.
+    m.app
+        .graphql_as(
+            &m.admin.access,
+            "mutation($id: ID!) { setWorkerStatus(id: $id, status: ONLINE) { status } }",
+            json!({ "id": creds.id }),
+        )
+        .await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7x0wKy9cI0cIY7pmfpT9bDLKAAvbbqgn9gSYUYt7Rd rue@laptop";
+    let body = m
+        .app
+        .graphql_as(
+            &rue.access,
+            "mutation($p: ID!, $k: String) { startVpsSession(input: { productId: $p, hours: 1, sshPublicKey: $k }) { id status } }",
+            json!({ "p": m.product, "k": key }),
+        )
+        .await;
+    let keyed = body["data"]["startVpsSession"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut specs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while specs.len() < 2 && tokio::time::Instant::now() < deadline {
+        let jobs = c
+            .call(reqwest::Method::GET, "workers/jobs?wait=2", None)
+            .await
+            .unwrap();
+        specs.extend(jobs.body["jobs"].as_array().cloned().unwrap_or_default());
+    }
+    let job = specs
+        .iter()
+        .find(|j| j["sessionId"] == keyed.as_str())
+        .expect("the keyed session was handed out");
+    assert_eq!(job["provision"]["sshPublicKey"], key);
+    assert!(job["provision"]["password"].is_null());
+    for (i, step) in STEPS.iter().enumerate() {
+        let last = i + 1 == STEPS.len();
+        let mut done = json!({ "sessionId": keyed, "step": step, "status": "done" });
+        if last {
+            done["connection"] = json!({ "host": "10.0.0.7", "port": 22 });
+        }
+        let (status, body) = report(&c, done).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let body = get_session(&m.app, &rue, &keyed).await;
+    let connection = &body["data"]["vpsSession"]["connection"];
+    assert_eq!(connection["usesSshKey"], true, "{body}");
+    assert!(connection["password"].is_null());
+    assert_eq!(connection["host"], "10.0.0.7");
+    assert_sound(&m.app).await;
+}
