@@ -1188,12 +1188,7 @@ pub async fn set_worker_status(
     .await?;
     txn.commit().await?;
     if status == WorkerStatus::Online {
-        Effects {
-            dispatch: true,
-            ..Effects::default()
-        }
-        .apply(state)
-        .await;
+        spawn_dispatch(state);
     }
     Ok(row)
 }
@@ -1269,12 +1264,7 @@ pub async fn heartbeat(
     }
     let grew = !worker.reachable || beat.capacity.is_some_and(|c| c > worker.capacity);
     if grew {
-        Effects {
-            dispatch: true,
-            ..Effects::default()
-        }
-        .apply(state)
-        .await;
+        spawn_dispatch(state);
     }
     Ok((worker.status.clone(), ended))
 }

@@ -851,6 +851,29 @@ async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
     assert_eq!(answer.status, 401);
     assert_eq!(last_seq(&m.app, &id).await, after_valid, "nothing changed");
 
+    // A heartbeat with an impossible capacity is refused and changes nothing.
+    let capacity = || async {
+        worker_row::Entity::find_by_id(Uuid::parse_str(&other.id).unwrap())
+            .one(m.app.state.db.conn())
+            .await
+            .unwrap()
+            .unwrap()
+            .capacity
+    };
+    let answer = client(&m.app, &other)
+        .call(
+            reqwest::Method::POST,
+            "workers/heartbeat",
+            Some(&json!({ "capacity": -1 })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.status, reason(&answer.body)),
+        (400, "invalid_capacity")
+    );
+    assert_eq!(capacity().await, 1, "nothing changed");
+
     // Audited admin actions.
     let audit = tessera::platform::audit::recent(m.app.state.db.conn(), 20)
         .await
@@ -1009,6 +1032,14 @@ async fn another_users_session_is_not_found_for_queries_mutations_and_streams() 
     assert_eq!(body["data"]["me"]["vpsSessions"]["totalCount"], 1, "{body}");
     let body = get_session(&m.app, &m.admin, &id).await;
     assert_eq!(body["data"]["vpsSession"]["id"], id.as_str());
+    // A seq past the session's last (or below zero) is refused, on both protocols.
+    for (after, legacy) in [(99, false), (-1, true)] {
+        let mut progress = Progress::open(&m.app, &fay, &id, Some(after), legacy).await;
+        assert_eq!(
+            progress.refusal().await,
+            ("BAD_USER_INPUT".into(), "invalid_after_seq".into())
+        );
+    }
     // Nothing moved for either user but fay's reservation.
     assert_eq!(wallet(&m.app, &fay).await, (100, 80));
     assert_eq!(wallet(&m.app, &gus).await, (100, 100));
@@ -1292,7 +1323,7 @@ async fn the_worker_binary_runs_a_command_for_each_step() {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$TESSERA_SESSION_ID $TESSERA_STEP $TESSERA_VCPU\" >> {}\necho noise\necho \"did $TESSERA_STEP\"\n[ \"$TESSERA_STEP\" = health_check ] && [ -n \"$FAIL_HEALTH\" ] && exit 3\nexit 0\n",
+            "#!/bin/sh\necho \"$TESSERA_SESSION_ID $TESSERA_STEP $TESSERA_VCPU\" >> {}\necho noise\necho \"did $TESSERA_STEP\"\nexit 0\n",
             log.display()
         ),
     )
