@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         user_agent: None,
         authorization: None,
         cookies: None,
+        client: None,
     };
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {

@@ -54,6 +54,7 @@ pub struct AppStateInner {
     pub allowed_origins: Arc<Vec<String>>,
     pub identity: Arc<crate::identity::Identity>,
     pub access: Arc<crate::access::AccessState>,
+    pub ads: Arc<crate::ads::AdsState>,
     pub mailer: Arc<crate::platform::mail::Mailer>,
     /// Session revocations seen by this instance, for open WebSockets.
     pub revocations: tokio::sync::broadcast::Sender<crate::identity::auth::Revocation>,
@@ -89,9 +90,11 @@ impl Application {
 
         let identity = Arc::new(crate::identity::Identity::new(&config)?);
         let access = Arc::new(crate::access::AccessState::new(&config)?);
+        let ads = Arc::new(crate::ads::AdsState::new(&config)?);
         let state = AppState(Arc::new(AppStateInner {
             identity,
             access,
+            ads,
             mailer: Arc::new(crate::platform::mail::Mailer::new(&config.mail)?),
             revocations: tokio::sync::broadcast::channel(1024).0,
             metrics: Metrics::new(&config)?,
@@ -286,6 +289,37 @@ fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
         .at(
             "/workers/events",
             poem::post(crate::vps::workers::events).with(Observed::new("/workers/events", state)),
+        )
+        .at(
+            "/ads/ssv",
+            poem::get(crate::ads::http::ssv_callback)
+                .post(crate::ads::http::ssv_callback)
+                .with(Observed::new("/ads/ssv", state)),
+        )
+        .at(
+            "/ads/monetag/postback",
+            poem::get(crate::ads::http::monetag_postback)
+                .with(Observed::new("/ads/monetag/postback", state)),
+        )
+        .at(
+            "/dev/ads/verifier-keys.json",
+            poem::get(crate::ads::dev::verifier_keys)
+                .with(Observed::new("/dev/ads/verifier-keys.json", state)),
+        )
+        .at(
+            "/dev/ads/monetag.js",
+            poem::get(crate::ads::dev::monetag_sdk)
+                .with(Observed::new("/dev/ads/monetag.js", state)),
+        )
+        .at(
+            "/dev/ads/gma/player",
+            poem::get(crate::ads::dev::gma_player)
+                .with(Observed::new("/dev/ads/gma/player", state)),
+        )
+        .at(
+            "/dev/ads/gma/complete",
+            poem::post(crate::ads::dev::gma_complete)
+                .with(Observed::new("/dev/ads/gma/complete", state)),
         )
         .at(
             "/health",

@@ -379,6 +379,9 @@ pub struct Config {
     #[command(flatten)]
     pub vps: crate::vps::config::VpsConfig,
 
+    #[command(flatten)]
+    pub ads: crate::ads::config::AdsConfig,
+
     /// Folder for files the server writes itself (generated development keys); relative to the
     /// working directory.
     #[arg(
@@ -498,6 +501,7 @@ impl Config {
         self.identity.validate()?;
         self.mail.validate()?;
         self.access.validate()?;
+        self.ads.validate(&self.public_url())?;
         for origin in &self.cors_allowed_origins {
             let parsed = Url::parse(origin.trim());
             let ok = matches!(&parsed, Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/");
@@ -548,6 +552,14 @@ impl Config {
         self.vps
             .embedded_worker
             .unwrap_or_else(|| self.database_url.expose().starts_with("sqlite"))
+    }
+
+    /// Whether the dev ad fakes run (see `ADS_DEV_FAKES`).
+    pub fn ads_dev_fakes(&self) -> bool {
+        self.ads.dev_fakes(
+            &self.public_url(),
+            self.database_url.expose().starts_with("sqlite"),
+        )
     }
 
     /// Which kv implementation these settings select.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod ads;
 pub mod app;
 pub mod cli;
 pub mod config;

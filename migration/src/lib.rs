@@ -13,6 +13,7 @@ mod m20261125_000003_identity_profiles;
 mod m20261125_000004_create_wallet;
 mod m20261125_000005_create_access_tokens;
 mod m20261125_000006_create_vps;
+mod m20261126_000007_create_ads;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_create_wallet::Migration),
             Box::new(m20261125_000005_create_access_tokens::Migration),
             Box::new(m20261125_000006_create_vps::Migration),
+            Box::new(m20261126_000007_create_ads::Migration),
         ]
     }
 }

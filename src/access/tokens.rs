@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::Context as _;
 use biscuit_auth::{
     AuthorizerBuilder, AuthorizerLimits, Biscuit, KeyPair, PrivateKey, PublicKey, builder::Term,
 };
@@ -384,25 +383,15 @@ impl AccessKeys {
 }
 
 fn load_or_create(path: &Path) -> anyhow::Result<StoredKeys> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid access key file", path.display()));
-    }
-    let stored = StoredKeys {
-        root_keys: format!("1:{}", KeyPair::new().private().to_prefixed_string()),
-        assertion_secret: crate::identity::tokens::random_urlsafe(32),
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    crate::identity::tokens::write_private(path, serde_json::to_string_pretty(&stored)?.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tracing::warn!(
-        path = %path.display(),
-        "generated development access-token keys; set ACCESS_TOKEN_ROOT_KEY and ACCESS_PROXY_ASSERTION_SECRET in production"
-    );
-    Ok(stored)
+    crate::identity::tokens::load_or_create_json(
+        path,
+        "access key",
+        || StoredKeys {
+            root_keys: format!("1:{}", KeyPair::new().private().to_prefixed_string()),
+            assertion_secret: crate::identity::tokens::random_urlsafe(32),
+        },
+        "generated development access-token keys; set ACCESS_TOKEN_ROOT_KEY and ACCESS_PROXY_ASSERTION_SECRET in production",
+    )
 }
 
 #[cfg(test)]

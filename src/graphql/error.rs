@@ -62,6 +62,11 @@ impl ApiError {
         }
     }
 
+    /// The reason, or else the code: a metric label for the refusal.
+    pub fn label(&self) -> &'static str {
+        self.reason.unwrap_or(self.code.as_str())
+    }
+
     pub fn with_reason(mut self, reason: &'static str) -> Self {
         self.reason = Some(reason);
         self

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 pub use error::{ApiError, ErrorCode};
 
 use crate::access::graphql::{AccessAdminQuery, AccessMutation, AccessQuery};
+use crate::ads::graphql::{AdsAdminQuery, AdsMutation, AdsQuery};
 use crate::{
     app::AppState,
     identity::{
@@ -44,6 +45,51 @@ pub struct RequestMeta {
     pub authorization: Option<String>,
     /// The raw `Cookie` header, for session cookies.
     pub cookies: Option<String>,
+    /// Client hints, ASN and client signature, when the request carried any (boxed: most
+    /// requests carry none, and every WebSocket connection keeps its meta).
+    pub client: Option<Box<ClientHeaders>>,
+}
+
+/// Request headers the ads domain reads: what makes up a device, and the client's proof.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientHeaders {
+    /// `Sec-CH-UA*` headers, (lower-case name, value).
+    pub hints: Vec<(String, String)>,
+    /// The client's autonomous system, from `ADS_ASN_HEADER` sent by a trusted proxy.
+    pub asn: Option<String>,
+    /// `X-Client-Signature`.
+    pub signature: Option<String>,
+}
+
+impl ClientHeaders {
+    /// Reads them from `headers`; `None` when there are none. The ASN header counts only
+    /// when the peer is a trusted proxy.
+    pub fn read(
+        headers: &poem::http::HeaderMap,
+        asn_header: Option<&str>,
+        peer_trusted: bool,
+    ) -> Option<Box<ClientHeaders>> {
+        let mut out = ClientHeaders::default();
+        for (name, value) in headers {
+            if name.as_str().starts_with("sec-ch-ua")
+                && let Ok(v) = value.to_str()
+                && out.hints.len() < 16
+            {
+                out.hints.push((name.as_str().to_owned(), v.to_owned()));
+            }
+        }
+        if peer_trusted && let Some(h) = asn_header {
+            out.asn = headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned());
+        }
+        out.signature = headers
+            .get("x-client-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (out != ClientHeaders::default()).then(|| Box::new(out))
+    }
 }
 
 /// Facts about the running server.
@@ -82,6 +128,7 @@ pub struct Query(
     IdentityQuery,
     AccessQuery,
     VpsQuery,
+    AdsQuery,
     AdminRoot,
 );
 
@@ -91,6 +138,7 @@ pub struct Mutation(
     WalletMutation,
     AccessMutation,
     VpsMutation,
+    AdsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -98,7 +146,12 @@ pub struct Subscription(WalletSubscription, VpsSubscription);
 
 /// Everything only admins may read, one field per domain.
 #[derive(MergedObject, Default)]
-pub struct AdminQuery(WalletAdminQuery, AccessAdminQuery, VpsAdminQuery);
+pub struct AdminQuery(
+    WalletAdminQuery,
+    AccessAdminQuery,
+    VpsAdminQuery,
+    AdsAdminQuery,
+);
 
 #[derive(Default)]
 pub struct AdminRoot;

@@ -118,6 +118,17 @@ impl User {
         crate::access::graphql::connection(ctx, Some(self.id), first, after, active_only).await
     }
 
+    /// Credited ad rewards, newest first. The user themself or admins only.
+    async fn ad_rewards(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<crate::ads::graphql::AdRewardConnection> {
+        ctx.owner_or_admin(self.id)?;
+        crate::ads::graphql::connection(ctx, self.id, first, after).await
+    }
+
     /// VPS sessions, newest first (one status with `status`). The user themself or admins
     /// only.
     async fn vps_sessions(

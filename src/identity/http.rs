@@ -82,6 +82,7 @@ fn meta_of(req: &Request) -> RequestMeta {
             user_agent: None,
             authorization: None,
             cookies: None,
+            client: None,
         })
 }
 

@@ -197,27 +197,42 @@ impl AuthKeys {
 }
 
 fn load_or_create(path: &Path) -> anyhow::Result<StoredKeys> {
+    load_or_create_json(
+        path,
+        "identity key",
+        || {
+            let root = KeyPair::new();
+            let mut secret = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut secret);
+            StoredKeys {
+                token_key: root.private().to_prefixed_string(),
+                secret: hex::encode(secret),
+            }
+        },
+        "generated development identity keys; set AUTH_TOKEN_KEY and AUTH_SECRET in production",
+    )
+}
+
+/// Reads the development secrets file at `path`, or creates it (owner-only) from `make`
+/// and logs `warning`: generated secrets are for a single development server.
+pub(crate) fn load_or_create_json<T: serde::Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    make: impl FnOnce() -> T,
+    warning: &str,
+) -> anyhow::Result<T> {
     if let Ok(text) = std::fs::read_to_string(path) {
         return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid identity key file", path.display()));
+            .with_context(|| format!("{} is not a valid {what} file", path.display()));
     }
-    let root = KeyPair::new();
-    let mut secret = vec![0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let stored = StoredKeys {
-        token_key: root.private().to_prefixed_string(),
-        secret: hex::encode(secret),
-    };
+    let stored = make();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     write_private(path, serde_json::to_string_pretty(&stored)?.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    tracing::warn!(
-        path = %path.display(),
-        "generated development identity keys; set AUTH_TOKEN_KEY and AUTH_SECRET in production"
-    );
+    tracing::warn!(path = %path.display(), "{warning}");
     Ok(stored)
 }
 

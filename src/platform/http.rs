@@ -144,6 +144,18 @@ impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
                 .get(header::COOKIE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            client: crate::graphql::ClientHeaders::read(
+                req.headers(),
+                self.state.config.ads.ads_asn_header.as_deref(),
+                peer.is_some_and(|p| {
+                    let ip = p.ip();
+                    self.state
+                        .config
+                        .trusted_proxies
+                        .iter()
+                        .any(|n| n.contains(&ip))
+                }),
+            ),
         };
         req.extensions_mut().insert(meta);
 

@@ -117,6 +117,12 @@ pub struct Metrics {
     access_checks: Counter<u64>,
     proxy_requests: Counter<u64>,
     vps_progress: Counter<u64>,
+    ads_prepare: Counter<u64>,
+    ads_complete: Counter<u64>,
+    ads_ssv: Counter<u64>,
+    ads_reward_amount: Counter<u64>,
+    ads_failure_ratio: opentelemetry::metrics::Gauge<f64>,
+    ads_effective_cap: opentelemetry::metrics::Gauge<u64>,
 }
 
 impl Metrics {
@@ -171,6 +177,32 @@ impl Metrics {
                 .with_description(
                     "VPS progress events handed to subscribers, by where they came from (pubsub, or table after a gap)",
                 )
+                .build(),
+            ads_prepare: meter
+                .u64_counter("rewarded_ads_prepare")
+                .with_description("prepareAdReward calls, by status (ok or the refusal reason)")
+                .build(),
+            ads_complete: meter
+                .u64_counter("rewarded_ads_complete")
+                .with_description(
+                    "completeAdReward calls, by status (credited, pending, duplicate or the refusal reason)",
+                )
+                .build(),
+            ads_ssv: meter
+                .u64_counter("rewarded_ads_ssv")
+                .with_description("SSV callbacks, by status (credited, duplicate or the refusal reason)")
+                .build(),
+            ads_reward_amount: meter
+                .u64_counter("rewarded_ads_reward_amount")
+                .with_description("Coins credited for ads, by network and placement")
+                .build(),
+            ads_failure_ratio: meter
+                .f64_gauge("rewarded_ads_failure_ratio")
+                .with_description("Failed share of the SSV callbacks of the last 30 minutes")
+                .build(),
+            ads_effective_cap: meter
+                .u64_gauge("rewarded_ads_effective_daily_cap")
+                .with_description("Rewards per user per day after the adaptive cut")
                 .build(),
             _provider: provider,
         })
@@ -231,6 +263,34 @@ impl Metrics {
     pub fn record_progress(&self, source: &'static str, events: u64) {
         self.vps_progress
             .add(events, &[KeyValue::new("source", source)]);
+    }
+
+    /// `what`: prepare, complete or ssv; `status`: the outcome or refusal reason.
+    pub fn record_ads(&self, what: &'static str, status: &'static str) {
+        let counter = match what {
+            "prepare" => &self.ads_prepare,
+            "complete" => &self.ads_complete,
+            _ => &self.ads_ssv,
+        };
+        counter.add(1, &[KeyValue::new("status", status)]);
+    }
+
+    pub fn record_ads_reward(&self, network: &str, placement: &str, amount: u64) {
+        self.ads_reward_amount.add(
+            amount,
+            &[
+                KeyValue::new("network", network.to_owned()),
+                KeyValue::new("placement", placement.to_owned()),
+            ],
+        );
+    }
+
+    pub fn record_ads_failure_ratio(&self, ratio: f64) {
+        self.ads_failure_ratio.record(ratio, &[]);
+    }
+
+    pub fn record_ads_effective_cap(&self, cap: u64) {
+        self.ads_effective_cap.record(cap, &[]);
     }
 
     /// The Prometheus text exposition of every instrument.

@@ -998,6 +998,7 @@ async fn with_redis_down_checks_fall_back_to_the_database_and_revocation_holds()
         user_agent: None,
         authorization: None,
         cookies: None,
+        client: None,
     };
     let revoked = tessera::access::service::revoke(
         &app.state,

@@ -44,6 +44,21 @@ pub fn redis_url() -> Option<String> {
     std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty())
 }
 
+/// A [`TcpProxy`] in front of the test Redis, to cut it off; `None` without REDIS_URL.
+pub async fn redis_proxy() -> Option<TcpProxy> {
+    let Some(redis) = redis_url() else {
+        eprintln!("REDIS_URL unset: an outage test needs a Redis to cut off");
+        return None;
+    };
+    let target = url::Url::parse(&redis).expect("REDIS_URL parses");
+    let target = format!(
+        "{}:{}",
+        target.host_str().unwrap_or("127.0.0.1"),
+        target.port().unwrap_or(6379)
+    );
+    Some(TcpProxy::start(&target).await)
+}
+
 /// A PostgreSQL database made for one test; dropped (forcibly) with it.
 struct PgTestDb {
     admin_url: String,

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a real socket. One test binary (one link) for all.
 
 mod access;
+mod ads;
 mod cli;
 mod database;
 mod graphql_http;

@@ -7,21 +7,13 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tessera::platform::kv::Delivery;
 
-use crate::helpers::{TcpProxy, TestApp, redis_url, wait_ready_status};
+use crate::helpers::{TestApp, redis_proxy, wait_ready_status};
 
 #[tokio::test]
 async fn ready_fails_while_redis_is_down_and_recovers() {
-    let Some(redis) = redis_url() else {
-        eprintln!("REDIS_URL unset: the Redis outage test needs a Redis to cut off");
+    let Some(mut proxy) = redis_proxy().await else {
         return;
     };
-    let target = url::Url::parse(&redis).unwrap();
-    let target = format!(
-        "{}:{}",
-        target.host_str().unwrap_or("127.0.0.1"),
-        target.port().unwrap_or(6379)
-    );
-    let mut proxy = TcpProxy::start(&target).await;
     let app = TestApp::builder()
         .redis_url(format!("redis://{}", proxy.addr))
         .configure(|c| c.kv_command_timeout = "500ms".parse().unwrap())

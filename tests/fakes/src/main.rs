@@ -6,12 +6,15 @@
 //! - `google` (any OpenID Connect issuer), `discord`, `github`, each with
 //!   `--client-id ID --client-secret SECRET`; `POST /_control/user` sets the account the
 //!   consent screen approves as, `POST /_control/deny` refuses the next one.
+//! - `turnstile --secret SECRET [--hostname HOST]`: Turnstile's siteverify (see `ads.rs`)
+//! - `google-ssv`: Google's SSV verifier-key server
 
 use std::process::ExitCode;
 
 use tessera_fakes::oauth::{Flavor, OAuthFake};
 
-const USAGE: &str = "usage: tessera-fakes smtp|upstream [--listen 127.0.0.1:PORT]
+const USAGE: &str = "usage: tessera-fakes smtp|upstream|google-ssv [--listen 127.0.0.1:PORT]
+       tessera-fakes turnstile [--listen 127.0.0.1:PORT] --secret SECRET [--hostname HOST]
        tessera-fakes google|discord|github [--listen 127.0.0.1:PORT] --client-id ID --client-secret SECRET";
 
 fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -49,6 +52,29 @@ async fn main() -> ExitCode {
             Err(e) => return cannot_listen(listen, e),
         };
         println!("ready {}", fake.url());
+        let _ = tokio::signal::ctrl_c().await;
+        return ExitCode::SUCCESS;
+    }
+    if name == "turnstile" {
+        let Some(secret) = option(&args, "--secret") else {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        };
+        let host = option(&args, "--hostname").unwrap_or("localhost");
+        let fake = match tessera_fakes::ads::Turnstile::start(listen, secret, host).await {
+            Ok(fake) => fake,
+            Err(e) => return cannot_listen(listen, e),
+        };
+        println!("ready {}", fake.verify_url());
+        let _ = tokio::signal::ctrl_c().await;
+        return ExitCode::SUCCESS;
+    }
+    if name == "google-ssv" {
+        let fake = match tessera_fakes::ads::GoogleSsv::start(listen).await {
+            Ok(fake) => fake,
+            Err(e) => return cannot_listen(listen, e),
+        };
+        println!("ready {}", fake.keys_url());
         let _ = tokio::signal::ctrl_c().await;
         return ExitCode::SUCCESS;
     }

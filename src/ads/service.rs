@@ -1,0 +1,1160 @@
+//! The ads rules: prepare, complete, credit, postbacks, caps and the failure window.
+//!
+//! Refusals are [`ApiError`]s with a `reason`; the HTTP callbacks turn them into JSON.
+//! kv answers the cheap questions at prepare (today's counts, cooldowns) and guards a nonce
+//! while its completion runs; the credit transaction decides: it locks the user, rechecks
+//! the cooldown, bumps each daily counter only `WHERE count < cap`, and writes the reward
+//! row (unique nonce, unique event id) and the transfer (unique idempotency key) together.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use uuid::Uuid;
+
+use super::{
+    entity::{ad_daily_count, ad_nonce, ad_reward},
+    ticket::{self, Claims, TicketError},
+};
+use crate::{
+    app::AppState,
+    graphql::{ApiError, ErrorCode, RequestMeta},
+    identity::entity::user,
+    wallet::service::{self as wallet, Account, SystemAccount, TransferKind, TransferRequest},
+};
+
+/// Callbacks within this ratio window (minutes) decide the adaptive cap.
+pub const WINDOW_MINUTES: i64 = 30;
+/// Fewer callbacks than this in the window say nothing about fraud: the ratio reads 0.
+pub const MIN_SAMPLE: i64 = 20;
+/// A client signature's timestamp may be this far from the server's clock.
+pub const CLIENT_SIGNATURE_WINDOW: i64 = 300;
+/// An SSV callback may name a nonce issued at most this long ago.
+pub const SSV_NONCE_MAX_AGE: chrono::Duration = chrono::Duration::hours(24);
+/// A Google callback's `timestamp` may be this far from the server's clock.
+pub const SSV_MAX_SKEW: chrono::Duration = chrono::Duration::hours(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Monetag,
+    Gma,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Monetag => "monetag",
+            Provider::Gma => "gma",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "monetag" => Some(Provider::Monetag),
+            "gma" => Some(Provider::Gma),
+            _ => None,
+        }
+    }
+}
+
+/// The providers this server offers.
+pub fn providers(state: &AppState) -> Vec<Provider> {
+    let mut out = Vec::new();
+    if state.ads.monetag.is_some() {
+        out.push(Provider::Monetag);
+    }
+    if state.ads.ad_tag_base.is_some() {
+        out.push(Provider::Gma);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PrepareInput {
+    pub placement: String,
+    pub turnstile_token: Option<String>,
+    pub client_nonce: Option<String>,
+    pub timestamp: Option<i64>,
+    pub signature: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub provider: Provider,
+    pub nonce: String,
+    pub device_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub required_duration: u32,
+    pub ticket: String,
+    pub monetag: Option<super::MonetagSettings>,
+    pub ad_tag_url: Option<String>,
+}
+
+/// How a completion or callback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Credited,
+    /// Waiting for Monetag's `valued` postback.
+    Pending,
+    /// Already credited (or being credited) for this nonce or event: nothing moved.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Credited => "credited",
+            Outcome::Pending => "pending",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub outcome: Outcome,
+    pub credited: i64,
+    pub balance: i64,
+}
+
+/// What makes up a device: hashed, never stored in the clear.
+pub fn device_of(state: &AppState, meta: &RequestMeta) -> String {
+    let hints = meta
+        .client
+        .as_ref()
+        .map(|c| c.hints.as_slice())
+        .unwrap_or(&[]);
+    ticket::device_hash(
+        &state.ads.device_key,
+        meta.client_ip,
+        meta.user_agent.as_deref(),
+        hints,
+    )
+}
+
+/// The UTC day of `t`, as the counters name it.
+pub fn day_of(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Time from `now` to the next UTC midnight.
+pub fn until_midnight(now: DateTime<Utc>) -> Duration {
+    let next = (now.date_naive() + chrono::Days::new(1)).and_time(NaiveTime::MIN);
+    (next.and_utc() - now)
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+}
+
+fn refuse(code: ErrorCode, reason: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message).with_reason(reason)
+}
+
+/// The cap scopes of one reward.
+#[derive(Debug, Clone)]
+struct Scopes {
+    user: String,
+    device: String,
+    ip: Option<String>,
+}
+
+impl Scopes {
+    fn new(user: Uuid, device: &str, ip: Option<&str>) -> Self {
+        Self {
+            user: format!("user:{user}"),
+            device: format!("device:{device}"),
+            ip: ip.map(|ip| format!("ip:{ip}")),
+        }
+    }
+}
+
+/// The caps that apply to one user now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub user: u32,
+    pub device: u32,
+    pub ip: u32,
+}
+
+/// The user cap after the failure window: halved (not below `RWD_PER_DAY_MIN`) while the
+/// SSV failure ratio is above the threshold.
+pub async fn base_user_cap(state: &AppState) -> u32 {
+    let ads = &state.config.ads;
+    let ratio = failure_ratio(state).await;
+    let cap = if ratio > ads.ssv_fail_threshold {
+        Ord::max(ads.rwd_per_day_min, ads.daily_cap_user / 2)
+    } else {
+        ads.daily_cap_user
+    };
+    state.metrics.record_ads_effective_cap(u64::from(cap));
+    cap
+}
+
+/// The caps of `user`: a day-old account with no verified email gets half the user cap.
+pub async fn caps_of(state: &AppState, user: &user::Model) -> Caps {
+    let ads = &state.config.ads;
+    let mut cap = base_user_cap(state).await;
+    let young = state.ads.clock.now() - user.created_at < chrono::Duration::days(1);
+    if young && user.email_verified_at.is_none() {
+        cap = Ord::max(cap / 2, 1);
+    }
+    Caps {
+        user: cap,
+        device: ads.daily_cap_device,
+        ip: ads.ads_daily_cap_ip,
+    }
+}
+
+fn kv_day_key(day: &str, scope: &str) -> String {
+    format!("ads:day:{day}:{scope}")
+}
+
+fn kv_cool_key(scope: &str) -> String {
+    format!("ads:cool:{scope}")
+}
+
+/// Today's counts of the scopes (kv, or the database when kv cannot answer).
+async fn counts_today(state: &AppState, scopes: &Scopes, day: &str) -> [i64; 3] {
+    let names = [
+        Some(scopes.user.as_str()),
+        Some(scopes.device.as_str()),
+        scopes.ip.as_deref(),
+    ];
+    let from_kv = futures_util::future::join_all(names.iter().map(|n| async move {
+        match n {
+            Some(n) => state.kv.get(&kv_day_key(day, n)).await.map(|v| {
+                v.and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+            }),
+            None => Ok(0),
+        }
+    }))
+    .await;
+    if from_kv.iter().all(Result::is_ok) {
+        let v: Vec<i64> = from_kv.into_iter().map(|r| r.unwrap_or(0)).collect();
+        return [v[0], v[1], v[2]];
+    }
+    let mut out = [0; 3];
+    for (i, name) in names.iter().enumerate() {
+        if let Some(name) = name {
+            out[i] = ad_daily_count::Entity::find_by_id(((*name).to_owned(), day.to_owned()))
+                .one(state.db.conn())
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |r| i64::from(r.count));
+        }
+    }
+    out
+}
+
+/// Time left before the user or the device may be rewarded again.
+async fn cooldown_left(state: &AppState, user: Uuid, device: &str) -> Result<Duration, ApiError> {
+    let scopes = Scopes::new(user, device, None);
+    let user_ttl = state.kv.ttl(&kv_cool_key(&scopes.user)).await;
+    let device_ttl = state.kv.ttl(&kv_cool_key(&scopes.device)).await;
+    if let (Ok(a), Ok(b)) = (&user_ttl, &device_ttl) {
+        return Ok(a.unwrap_or_default().max(b.unwrap_or_default()));
+    }
+    // kv cannot answer: the last rewards in the database can.
+    last_reward_left(state.db.conn(), state, user, device)
+        .await
+        .map_err(ApiError::from)
+}
+
+async fn last_reward_left(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    user: Uuid,
+    device: &str,
+) -> Result<Duration, sea_orm::DbErr> {
+    let interval = chrono::Duration::seconds(i64::from(state.config.ads.min_interval));
+    if interval.is_zero() {
+        return Ok(Duration::ZERO);
+    }
+    let now = state.ads.clock.now();
+    let since = now - interval;
+    let last = ad_reward::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(ad_reward::Column::UserId.eq(user))
+                .add(ad_reward::Column::DeviceHash.eq(device)),
+        )
+        .filter(ad_reward::Column::CreatedAt.gt(since))
+        .order_by_desc(ad_reward::Column::CreatedAt)
+        .one(conn)
+        .await?;
+    Ok(last
+        .map(|r| (r.created_at + interval - now).to_std().unwrap_or_default())
+        .unwrap_or_default())
+}
+
+fn cap_refusal(which: usize, now: DateTime<Utc>) -> ApiError {
+    let (reason, whose) = match which {
+        0 => ("daily_cap_user", "your"),
+        1 => ("daily_cap_device", "this device's"),
+        _ => ("daily_cap_ip", "this network's"),
+    };
+    refuse(
+        ErrorCode::RateLimited,
+        reason,
+        format!("{whose} ad rewards for today are used up; more after midnight UTC"),
+    )
+    .with_retry_after(until_midnight(now))
+}
+
+fn cooldown_refusal(left: Duration) -> ApiError {
+    refuse(
+        ErrorCode::RateLimited,
+        "cooldown",
+        format!(
+            "the next ad reward is possible in {} s",
+            left.as_secs_f64().ceil() as u64
+        ),
+    )
+    .with_retry_after(left.max(Duration::from_secs(1)))
+}
+
+async fn load_user(state: &AppState, user_id: Uuid) -> Result<user::Model, ApiError> {
+    user::Entity::find_by_id(user_id)
+        .one(state.db.conn())
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(ApiError::unauthenticated)
+}
+
+/// Issues a nonce and its ticket after every check on the caller.
+pub async fn prepare(
+    state: &AppState,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    provider: Provider,
+    input: PrepareInput,
+) -> Result<Prepared, ApiError> {
+    let result = prepare_checked(state, user_id, meta, provider, input).await;
+    state.metrics.record_ads(
+        "prepare",
+        result.as_ref().map_or_else(ApiError::label, |_| "ok"),
+    );
+    result
+}
+
+async fn prepare_checked(
+    state: &AppState,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    provider: Provider,
+    input: PrepareInput,
+) -> Result<Prepared, ApiError> {
+    let ads = &state.config.ads;
+    if !providers(state).contains(&provider) {
+        return Err(ApiError::bad_input(
+            "provider_disabled",
+            format!("{} ads are not offered here", provider.as_str()),
+        ));
+    }
+    let placement = input.placement.trim();
+    if !ads.ads_allowed_placements.iter().any(|p| p == placement) {
+        return Err(ApiError::bad_input(
+            "placement_not_allowed",
+            format!(
+                "placement must be one of {}",
+                ads.ads_allowed_placements.join(", ")
+            ),
+        ));
+    }
+    let ip = meta.client_ip;
+    let rate = ads.ads_prepare_rate.0;
+    for key in [
+        format!("ads:prepare:user:{user_id}"),
+        format!(
+            "ads:prepare:ip:{}",
+            ip.map(|i| i.to_string()).unwrap_or_default()
+        ),
+    ] {
+        let decision = state.kv.rate_limit(&key, rate).await?;
+        if !decision.allowed {
+            return Err(ApiError::rate_limited(decision.retry_after).with_reason("rate_limited"));
+        }
+    }
+    let asn = meta.client.as_ref().and_then(|c| c.asn.as_deref());
+    let blocked_ip = ip.is_some_and(|ip| ads.ads_blocked_ips.iter().any(|n| n.contains(&ip)));
+    let blocked_asn = asn.is_some_and(|asn| {
+        let asn = asn.trim_start_matches(['A', 'S', 'a', 's']);
+        ads.ads_blocked_asn
+            .iter()
+            .any(|b| b.trim().trim_start_matches(['A', 'S', 'a', 's']) == asn)
+    });
+    if blocked_ip || blocked_asn {
+        return Err(refuse(
+            ErrorCode::Forbidden,
+            "network_blocked",
+            "ads cannot be watched from this network",
+        ));
+    }
+    let now = state.ads.clock.now();
+    if let Some(secret) = &ads.client_signing_secret {
+        let signature = input
+            .signature
+            .as_deref()
+            .or_else(|| meta.client.as_ref().and_then(|c| c.signature.as_deref()));
+        let ok = match (input.client_nonce.as_deref(), input.timestamp, signature) {
+            (Some(cn), Some(ts), Some(sig)) if !cn.is_empty() && cn.len() <= 128 => {
+                ticket::client_signature_ok(
+                    secret.expose().as_bytes(),
+                    ticket::ClientClaim {
+                        user: user_id,
+                        client_nonce: cn,
+                        timestamp: ts,
+                        placement,
+                    },
+                    sig,
+                    now.timestamp(),
+                    CLIENT_SIGNATURE_WINDOW,
+                )
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                "bad_client_signature",
+                "the request signature is missing, wrong or too old",
+            ));
+        }
+    }
+    if ads.turnstile_secret_key.is_some() {
+        match input.turnstile_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(token) => verify_turnstile(state, token, ip).await?,
+            None if ads.turnstile_allow_missing => {}
+            None => {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    "turnstile_failed",
+                    "complete the challenge first",
+                ));
+            }
+        }
+    }
+    let device = device_of(state, meta);
+    let left = cooldown_left(state, user_id, &device).await?;
+    if !left.is_zero() {
+        return Err(cooldown_refusal(left));
+    }
+    let user = load_user(state, user_id).await?;
+    let caps = caps_of(state, &user).await;
+    let ip_text = ip.map(|i| i.to_string());
+    let scopes = Scopes::new(user_id, &device, ip_text.as_deref());
+    let day = day_of(now);
+    let counts = counts_today(state, &scopes, &day).await;
+    for (i, cap) in [caps.user, caps.device, caps.ip].into_iter().enumerate() {
+        if (i < 2 || scopes.ip.is_some()) && counts[i] >= i64::from(cap) {
+            return Err(cap_refusal(i, now));
+        }
+    }
+
+    let nonce = crate::identity::tokens::random_urlsafe(24);
+    let ttl = chrono::Duration::seconds(i64::from(ads.monetag_ticket_ttl));
+    let expires_at = now + ttl;
+    ad_nonce::ActiveModel {
+        nonce: Set(nonce.clone()),
+        user_id: Set(user_id),
+        provider: Set(provider.as_str().to_owned()),
+        placement: Set(placement.to_owned()),
+        device_hash: Set(device.clone()),
+        ip: Set(ip_text),
+        issued_at: Set(now),
+        expires_at: Set(expires_at),
+        client_completed_at: Set(None),
+        postback_event: Set(None),
+        estimated_price: Set(None),
+        postback_at: Set(None),
+        credited_at: Set(None),
+    }
+    .insert(state.db.conn())
+    .await?;
+    let claims = Claims {
+        user: user_id,
+        nonce: nonce.clone(),
+        provider: provider.as_str().to_owned(),
+        placement: placement.to_owned(),
+        device: device.clone(),
+        issued: now.timestamp(),
+        expires: expires_at.timestamp(),
+    };
+    let signed = ticket::sign(&state.ads.ticket_key, &claims);
+    let ad_tag_url = match provider {
+        Provider::Gma => state.ads.ad_tag_base.as_ref().map(|base| {
+            ad_tag(
+                base,
+                user_id,
+                &nonce,
+                placement,
+                &device,
+                ads.price_floor.as_deref(),
+            )
+        }),
+        Provider::Monetag => None,
+    };
+    tracing::info!(user.id = %user_id, provider = provider.as_str(), placement, "ad reward prepared");
+    Ok(Prepared {
+        provider,
+        nonce,
+        device_hash: device,
+        expires_at,
+        required_duration: ads.required_duration,
+        ticket: signed,
+        monetag: match provider {
+            Provider::Monetag => state.ads.monetag.clone(),
+            Provider::Gma => None,
+        },
+        ad_tag_url,
+    })
+}
+
+/// The IMA ad tag: the base with our custom parameters (Google hands `cust_params` back to
+/// the SSV callback's `custom_data` only when the app sets it; the nonce is also there).
+pub fn ad_tag(
+    base: &url::Url,
+    user: Uuid,
+    nonce: &str,
+    placement: &str,
+    device: &str,
+    price_floor: Option<&str>,
+) -> String {
+    let mut cust = url::form_urlencoded::Serializer::new(String::new());
+    cust.append_pair("uid", &user.to_string())
+        .append_pair("nonce", nonce)
+        .append_pair("placement", placement)
+        .append_pair("device", device);
+    if let Some(floor) = price_floor {
+        cust.append_pair("floor", floor);
+    }
+    let mut url = base.clone();
+    url.query_pairs_mut()
+        .append_pair("cust_params", &cust.finish())
+        .append_pair("correlator", &nonce[..Ord::min(8, nonce.len())]);
+    url.to_string()
+}
+
+#[derive(serde::Deserialize)]
+struct SiteVerify {
+    success: bool,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default, rename = "error-codes")]
+    error_codes: Vec<String>,
+}
+
+/// Turnstile siteverify: 2 s, fail closed.
+async fn verify_turnstile(
+    state: &AppState,
+    token: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    let ads = &state.config.ads;
+    let secret = ads
+        .turnstile_secret_key
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .unwrap_or_default();
+    let mut form = vec![
+        ("secret", secret),
+        ("response", token.to_owned()),
+        ("idempotency_key", Uuid::new_v4().to_string()),
+    ];
+    if let Some(ip) = ip {
+        form.push(("remoteip", ip.to_string()));
+    }
+    let unavailable = || {
+        ApiError::unavailable("the challenge service")
+            .with_reason("turnstile_unavailable")
+            .with_retry_after(Duration::from_secs(5))
+    };
+    let response = state
+        .ads
+        .client
+        .post(ads.turnstile_verify_url.clone())
+        .form(&form)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Turnstile siteverify unreachable");
+            unavailable()
+        })?;
+    let body = response.bytes().await.map_err(|_| unavailable())?;
+    let verdict: SiteVerify = serde_json::from_slice(&body).map_err(|_| {
+        tracing::warn!("Turnstile siteverify answered something other than JSON");
+        unavailable()
+    })?;
+    let hosts: Vec<String> = state
+        .allowed_origins
+        .iter()
+        .filter_map(|o| url::Url::parse(o).ok())
+        .filter_map(|u| u.host_str().map(str::to_owned))
+        .collect();
+    let host_ok = verdict
+        .hostname
+        .as_deref()
+        .is_some_and(|h| hosts.iter().any(|a| a == h));
+    let action_ok = verdict.action.as_deref() == Some("ads_prepare");
+    if verdict.success && host_ok && action_ok {
+        return Ok(());
+    }
+    tracing::info!(codes = ?verdict.error_codes, action = ?verdict.action, hostname = ?verdict.hostname, "Turnstile refused");
+    Err(refuse(
+        ErrorCode::Forbidden,
+        "turnstile_failed",
+        "the challenge was not passed; try again",
+    ))
+}
+
+/// Checks a Monetag completion and credits it (or, waiting for the postback, answers PENDING).
+pub async fn complete(
+    state: &AppState,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    ticket_text: &str,
+    duration_sec: i64,
+) -> Result<Completed, ApiError> {
+    let result = complete_checked(state, user_id, meta, ticket_text, duration_sec).await;
+    state.metrics.record_ads(
+        "complete",
+        result
+            .as_ref()
+            .map_or_else(ApiError::label, |done| done.outcome.as_str()),
+    );
+    result
+}
+
+async fn complete_checked(
+    state: &AppState,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    ticket_text: &str,
+    duration_sec: i64,
+) -> Result<Completed, ApiError> {
+    let ads = &state.config.ads;
+    let now = state.ads.clock.now();
+    let claims = match ticket::verify(&state.ads.ticket_key, ticket_text.trim(), now.timestamp()) {
+        Ok(c) => c,
+        Err(TicketError::Invalid) => {
+            return Err(ApiError::bad_input(
+                "ticket_invalid",
+                "this is not a ticket we issued",
+            ));
+        }
+        Err(TicketError::Expired) => {
+            return Err(ApiError::bad_input(
+                "ticket_expired",
+                "the ticket expired; prepare a new ad",
+            ));
+        }
+    };
+    if claims.user != user_id {
+        return Err(ApiError::bad_input(
+            "ticket_invalid",
+            "this ticket was issued to someone else",
+        ));
+    }
+    if claims.provider != Provider::Monetag.as_str() {
+        return Err(ApiError::bad_input(
+            "ticket_invalid",
+            "GMA rewards arrive through server-side verification, not completion",
+        ));
+    }
+    if device_of(state, meta) != claims.device {
+        return Err(refuse(
+            ErrorCode::Forbidden,
+            "device_mismatch",
+            "the ad was prepared on another device",
+        ));
+    }
+    let required = i64::from(ads.required_duration);
+    if duration_sec < required || now.timestamp() - claims.issued < required {
+        return Err(ApiError::bad_input(
+            "duration_too_short",
+            format!("the ad must stay visible for {required} s"),
+        ));
+    }
+    let lock_key = format!("ads:nonce:{}", claims.nonce);
+    let lock_ttl = Duration::from_secs(u64::from(ads.monetag_ticket_ttl) + 60);
+    // The kv lock turns a burst of retries away before the database; the unique nonce
+    // below is what holds when kv is down.
+    let locked = match state.kv.set_nx(&lock_key, b"1", lock_ttl).await {
+        Ok(locked) => locked,
+        Err(e) => {
+            tracing::warn!(error = %e, "ads nonce lock unavailable; the database decides");
+            true
+        }
+    };
+    if !locked {
+        let row = ad_nonce::Entity::find_by_id(claims.nonce.clone())
+            .one(state.db.conn())
+            .await?;
+        let outcome = match row {
+            Some(r) if r.credited_at.is_none() && r.client_completed_at.is_some() => {
+                Outcome::Pending
+            }
+            _ => Outcome::Duplicate,
+        };
+        let (balance, _) = wallet::balances(state.db.conn(), user_id).await?;
+        return Ok(Completed {
+            outcome,
+            credited: 0,
+            balance,
+        });
+    }
+    let result = complete_locked(state, &claims).await;
+    let keep_lock = matches!(
+        result,
+        Ok(Completed {
+            outcome: Outcome::Credited | Outcome::Duplicate,
+            ..
+        })
+    );
+    if !keep_lock {
+        let _ = state.kv.delete(&lock_key).await;
+    }
+    result
+}
+
+async fn complete_locked(state: &AppState, claims: &Claims) -> Result<Completed, ApiError> {
+    let Some(row) = ad_nonce::Entity::find_by_id(claims.nonce.clone())
+        .one(state.db.conn())
+        .await?
+    else {
+        return Err(ApiError::bad_input(
+            "ticket_invalid",
+            "this ticket's nonce is unknown",
+        ));
+    };
+    if state.config.ads.monetag_require_postback {
+        let now = state.ads.clock.now();
+        // Record the client's part; credit only when the valued postback is already here.
+        ad_nonce::Entity::update_many()
+            .col_expr(ad_nonce::Column::ClientCompletedAt, Expr::value(now))
+            .filter(ad_nonce::Column::Nonce.eq(row.nonce.as_str()))
+            .filter(ad_nonce::Column::ClientCompletedAt.is_null())
+            .exec(state.db.conn())
+            .await?;
+        if row.postback_event.as_deref() != Some("valued") {
+            let (balance, _) = wallet::balances(state.db.conn(), row.user_id).await?;
+            return Ok(Completed {
+                outcome: if row.credited_at.is_some() {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Pending
+                },
+                credited: 0,
+                balance,
+            });
+        }
+    }
+    credit(state, &row, "monetag", None).await
+}
+
+/// Credits the reward of `nonce` once: cooldown, caps, the reward row and the transfer in
+/// one transaction. A nonce or event id already credited answers DUPLICATE.
+pub async fn credit(
+    state: &AppState,
+    nonce: &ad_nonce::Model,
+    network: &str,
+    event_id: Option<String>,
+) -> Result<Completed, ApiError> {
+    let user = load_user(state, nonce.user_id).await?;
+    let caps = caps_of(state, &user).await;
+    let amount = state.config.ads.reward_amount;
+    let mut tries = 0;
+    let reward = loop {
+        let txn = state.db.begin_write().await?;
+        match credit_in(
+            state,
+            &txn,
+            nonce,
+            network,
+            event_id.as_deref(),
+            caps,
+            amount,
+        )
+        .await
+        {
+            Ok(reward) => {
+                txn.commit().await?;
+                break reward;
+            }
+            Err(CreditError::Db(e)) => {
+                txn.rollback().await?;
+                let duplicate = matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)));
+                if (duplicate || crate::platform::db::is_retryable(&e)) && tries < 5 {
+                    // A racing credit of the same nonce or event won; the next round sees it.
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(2 << tries)).await;
+                    continue;
+                }
+                return Err(ApiError::from(e));
+            }
+            Err(CreditError::Wallet(e)) => {
+                txn.rollback().await?;
+                return Err(ApiError::from(e));
+            }
+            Err(CreditError::Refused(e)) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
+    };
+    let Some(reward) = reward else {
+        let (balance, _) = wallet::balances(state.db.conn(), nonce.user_id).await?;
+        return Ok(Completed {
+            outcome: Outcome::Duplicate,
+            credited: 0,
+            balance,
+        });
+    };
+    after_credit(state, &reward).await;
+    let (balance, _) = wallet::balances(state.db.conn(), nonce.user_id).await?;
+    Ok(Completed {
+        outcome: Outcome::Credited,
+        credited: reward.amount,
+        balance,
+    })
+}
+
+/// Counters and cooldowns in kv (best effort: the database holds the truth), the wallet
+/// notification and the metrics.
+async fn after_credit(state: &AppState, reward: &ad_reward::Model) {
+    let now = state.ads.clock.now();
+    let day = day_of(now);
+    let scopes = Scopes::new(reward.user_id, &reward.device_hash, reward.ip.as_deref());
+    let day_ttl = until_midnight(now) + Duration::from_secs(3600);
+    for scope in [Some(&scopes.user), Some(&scopes.device), scopes.ip.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = state.kv.incr(&kv_day_key(&day, scope), 1, day_ttl).await {
+            tracing::warn!(error = %e, "ads counter not mirrored to kv");
+        }
+    }
+    let interval = Duration::from_secs(u64::from(state.config.ads.min_interval));
+    if !interval.is_zero() {
+        for scope in [&scopes.user, &scopes.device] {
+            let _ = state
+                .kv
+                .set(&kv_cool_key(scope), b"1", Some(interval))
+                .await;
+        }
+    }
+    wallet::notify(state, &[reward.user_id]).await;
+    state
+        .metrics
+        .record_ads_reward(&reward.network, &reward.placement, reward.amount as u64);
+    tracing::info!(user.id = %reward.user_id, network = %reward.network, placement = %reward.placement, amount = reward.amount, "ad reward credited");
+}
+
+enum CreditError {
+    Db(sea_orm::DbErr),
+    Wallet(crate::wallet::service::WalletError),
+    Refused(ApiError),
+}
+
+impl From<sea_orm::DbErr> for CreditError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        CreditError::Db(e)
+    }
+}
+
+/// The credit transaction; `None` when the nonce or event was credited already.
+async fn credit_in(
+    state: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    nonce: &ad_nonce::Model,
+    network: &str,
+    event_id: Option<&str>,
+    caps: Caps,
+    amount: i64,
+) -> Result<Option<ad_reward::Model>, CreditError> {
+    let now = state.ads.clock.now();
+    // One user's credits run one after another from here on.
+    wallet::lock_user(txn, nonce.user_id).await?;
+    let current = ad_nonce::Entity::find_by_id(nonce.nonce.clone())
+        .one(txn)
+        .await?;
+    if current.as_ref().is_none_or(|n| n.credited_at.is_some()) {
+        return Ok(None);
+    }
+    if let Some(event) = event_id {
+        let seen = ad_reward::Entity::find()
+            .filter(ad_reward::Column::EventId.eq(event))
+            .one(txn)
+            .await?;
+        if seen.is_some() {
+            return Ok(None);
+        }
+    }
+    let left = last_reward_left(txn, state, nonce.user_id, &nonce.device_hash).await?;
+    if !left.is_zero() {
+        return Err(CreditError::Refused(cooldown_refusal(left)));
+    }
+    let day = day_of(now);
+    let scopes = Scopes::new(nonce.user_id, &nonce.device_hash, nonce.ip.as_deref());
+    let bumps = [
+        (Some(&scopes.user), caps.user),
+        (Some(&scopes.device), caps.device),
+        (scopes.ip.as_ref(), caps.ip),
+    ];
+    for (i, (scope, cap)) in bumps.into_iter().enumerate() {
+        let Some(scope) = scope else { continue };
+        if !bump(txn, scope, &day, cap).await? {
+            return Err(CreditError::Refused(cap_refusal(i, now)));
+        }
+    }
+    let id = Uuid::now_v7();
+    let moved = wallet::transfer_in(
+        txn,
+        &TransferRequest::new(
+            Account::System(SystemAccount::Ads),
+            Account::User(nonce.user_id),
+            amount,
+            TransferKind::AdReward,
+        )
+        .reference(format!("ad_reward:{id}"))
+        .idempotency_key(Some(format!("ads:{}", nonce.nonce)))
+        .metadata(serde_json::json!({
+            "network": network,
+            "placement": nonce.placement,
+        })),
+    )
+    .await
+    .map_err(CreditError::Wallet)?;
+    if moved.replayed {
+        return Ok(None);
+    }
+    let reward = ad_reward::ActiveModel {
+        id: Set(id),
+        user_id: Set(nonce.user_id),
+        nonce: Set(nonce.nonce.clone()),
+        provider: Set(nonce.provider.clone()),
+        network: Set(network.to_owned()),
+        placement: Set(nonce.placement.clone()),
+        device_hash: Set(nonce.device_hash.clone()),
+        ip: Set(nonce.ip.clone()),
+        event_id: Set(event_id.map(str::to_owned)),
+        amount: Set(amount),
+        transfer_id: Set(moved.transfer.id),
+        created_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    ad_nonce::Entity::update_many()
+        .col_expr(ad_nonce::Column::CreditedAt, Expr::value(now))
+        .filter(ad_nonce::Column::Nonce.eq(nonce.nonce.as_str()))
+        .exec(txn)
+        .await?;
+    Ok(Some(reward))
+}
+
+/// Adds one to a scope's count of `day` unless it reached `cap`; false when it had.
+async fn bump(
+    txn: &impl ConnectionTrait,
+    scope: &str,
+    day: &str,
+    cap: u32,
+) -> Result<bool, sea_orm::DbErr> {
+    let inserted = ad_daily_count::Entity::insert(ad_daily_count::ActiveModel {
+        scope: Set(scope.to_owned()),
+        day: Set(day.to_owned()),
+        count: Set(0),
+    })
+    .on_conflict(
+        OnConflict::columns([ad_daily_count::Column::Scope, ad_daily_count::Column::Day])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec(txn)
+    .await;
+    match inserted {
+        Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {}
+        Err(e) => return Err(e),
+    }
+    let updated = ad_daily_count::Entity::update_many()
+        .col_expr(
+            ad_daily_count::Column::Count,
+            Expr::col(ad_daily_count::Column::Count).add(1),
+        )
+        .filter(ad_daily_count::Column::Scope.eq(scope))
+        .filter(ad_daily_count::Column::Day.eq(day))
+        .filter(ad_daily_count::Column::Count.lt(cap as i32))
+        .exec(txn)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+fn ratio_key(kind: &str, minute: i64) -> String {
+    format!("ads:ssv:{kind}:{minute}")
+}
+
+/// Counts one SSV callback in the current minute's bucket.
+pub async fn record_ssv_outcome(state: &AppState, ok: bool) {
+    let minute = state.ads.clock.now().timestamp().div_euclid(60);
+    let ttl = Duration::from_secs((WINDOW_MINUTES as u64 + 2) * 60);
+    let key = ratio_key(if ok { "ok" } else { "fail" }, minute);
+    if let Err(e) = state.kv.incr(&key, 1, ttl).await {
+        tracing::warn!(error = %e, "SSV outcome not counted");
+    }
+    *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Failed share of the SSV callbacks of the last 30 minutes (0 below [`MIN_SAMPLE`]); read
+/// from kv at most every 5 s per instance.
+pub async fn failure_ratio(state: &AppState) -> f64 {
+    let minute = state.ads.clock.now().timestamp().div_euclid(60);
+    if let Some((m, ratio, at)) = *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner())
+        && m == minute
+        && at.elapsed() < Duration::from_secs(5)
+    {
+        return ratio;
+    }
+    let read = |kind: &'static str| async move {
+        let values = futures_util::future::join_all((minute - WINDOW_MINUTES + 1..=minute).map(
+            |m| async move {
+                let key = ratio_key(kind, m);
+                state.kv.get(&key).await
+            },
+        ))
+        .await;
+        values
+            .into_iter()
+            .filter_map(|v| v.ok().flatten())
+            .filter_map(|v| String::from_utf8(v).ok()?.parse::<i64>().ok())
+            .sum::<i64>()
+    };
+    let (ok, fail) = futures_util::join!(read("ok"), read("fail"));
+    let total = ok + fail;
+    let ratio = if total < MIN_SAMPLE {
+        0.0
+    } else {
+        fail as f64 / total as f64
+    };
+    state.metrics.record_ads_failure_ratio(ratio);
+    *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((minute, ratio, std::time::Instant::now()));
+    ratio
+}
+
+/// What `adRewardStatus` shows one user.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub providers: Vec<Provider>,
+    pub cooldown_left: Duration,
+    pub today: i64,
+    pub caps: Caps,
+}
+
+pub async fn status(
+    state: &AppState,
+    user_id: Uuid,
+    meta: &RequestMeta,
+) -> Result<Status, ApiError> {
+    let user = load_user(state, user_id).await?;
+    let device = device_of(state, meta);
+    let caps = caps_of(state, &user).await;
+    let scopes = Scopes::new(user_id, &device, None);
+    let counts = counts_today(state, &scopes, &day_of(state.ads.clock.now())).await;
+    Ok(Status {
+        providers: providers(state),
+        cooldown_left: cooldown_left(state, user_id, &device).await?,
+        today: counts[0],
+        caps,
+    })
+}
+
+/// A Monetag postback: recorded once per nonce; a `valued` one releases a completion that
+/// waits for it. Answers (HTTP status, reason or outcome).
+pub async fn postback(
+    state: &AppState,
+    ymid: &str,
+    event: &str,
+    estimated_price: Option<&str>,
+) -> Result<Option<Completed>, ApiError> {
+    let now = state.ads.clock.now();
+    let Some(row) = ad_nonce::Entity::find_by_id(ymid.to_owned())
+        .filter(ad_nonce::Column::Provider.eq("monetag"))
+        .one(state.db.conn())
+        .await?
+    else {
+        return Err(ApiError::conflict(
+            "unknown_nonce",
+            "no ad was prepared under this ymid",
+        ));
+    };
+    let event = if event.len() <= 32 { event } else { "other" };
+    let price = estimated_price.filter(|p| p.len() <= 32 && p.parse::<f64>().is_ok());
+    let recorded = ad_nonce::Entity::update_many()
+        .col_expr(ad_nonce::Column::PostbackEvent, Expr::value(event))
+        .col_expr(ad_nonce::Column::EstimatedPrice, Expr::value(price))
+        .col_expr(ad_nonce::Column::PostbackAt, Expr::value(now))
+        .filter(ad_nonce::Column::Nonce.eq(ymid))
+        .filter(ad_nonce::Column::PostbackAt.is_null())
+        .exec(state.db.conn())
+        .await?;
+    if recorded.rows_affected == 0 {
+        // Deduplicated on ymid.
+        return Ok(None);
+    }
+    tracing::info!(user.id = %row.user_id, event, price = ?price, "Monetag postback recorded");
+    let waiting = state.config.ads.monetag_require_postback
+        && row.client_completed_at.is_some()
+        && row.credited_at.is_none();
+    if event == "valued" && waiting {
+        return credit(state, &row, "monetag", None).await.map(Some);
+    }
+    Ok(Some(Completed {
+        outcome: Outcome::Pending,
+        credited: 0,
+        balance: 0,
+    }))
+}
+
+/// A user's rewards, newest first.
+pub async fn rewards_of(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    first: u64,
+    before: Option<Uuid>,
+) -> Result<crate::platform::db::Page<ad_reward::Model>, sea_orm::DbErr> {
+    crate::platform::db::newest_first::<ad_reward::Entity>(
+        conn,
+        sea_orm::Condition::all().add(ad_reward::Column::UserId.eq(user_id)),
+        ad_reward::Column::Id,
+        first,
+        before,
+    )
+    .await
+}
+
+/// Rewards and coins credited since today's UTC midnight.
+pub async fn today_totals(state: &AppState) -> Result<(i64, i64), sea_orm::DbErr> {
+    let now = state.ads.clock.now();
+    let midnight = now.date_naive().and_time(NaiveTime::MIN).and_utc();
+    let rows: Vec<(i64, i64)> = ad_reward::Entity::find()
+        .select_only()
+        .column_as(Expr::col(ad_reward::Column::Id).count(), "n")
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(amount), 0) AS BIGINT)"),
+            "coins",
+        )
+        .filter(ad_reward::Column::CreatedAt.gte(midnight))
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
+    Ok(rows.first().copied().unwrap_or((0, 0)))
+}
