@@ -163,7 +163,14 @@ async fn google(
         ));
     }
     let row = issued_nonce(state, nonce, user, ip).await?;
-    service::credit(state, &row, "gma", Some(format!("gma:{transaction}"))).await
+    service::credit(
+        state,
+        &(&row).into(),
+        None,
+        "gma",
+        Some(format!("gma:{transaction}")),
+    )
+    .await
 }
 
 /// The nonce, when it was issued to `user` recently enough; counts against the SSV rate.
@@ -299,7 +306,14 @@ async fn legacy(
         })
         .map(|n| n.to_ascii_lowercase())
         .unwrap_or_else(|| "ssv".to_owned());
-    service::credit(state, &row, &network, Some(format!("ssv:{}", p["eventId"]))).await
+    service::credit(
+        state,
+        &(&row).into(),
+        None,
+        &network,
+        Some(format!("ssv:{}", p["eventId"])),
+    )
+    .await
 }
 
 /// Monetag's postback (`ymid`, `reward_event_type` or `event_type`, `estimated_price`).

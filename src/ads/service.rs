@@ -194,12 +194,17 @@ pub async fn base_user_cap(state: &AppState) -> u32 {
     cap
 }
 
-/// The caps of `user`: a day-old account with no verified email gets half the user cap.
-pub async fn caps_of(state: &AppState, user: &user::Model) -> Caps {
+/// Whether `user` gets half the user cap: under a day old with no verified email.
+pub fn is_halved(state: &AppState, user: &user::Model) -> bool {
+    let young = state.ads.clock.now() - user.created_at < chrono::Duration::days(1);
+    young && user.email_verified_at.is_none()
+}
+
+/// The caps that apply now, for a user who is `halved` or not.
+pub async fn caps_for(state: &AppState, halved: bool) -> Caps {
     let ads = &state.config.ads;
     let mut cap = base_user_cap(state).await;
-    let young = state.ads.clock.now() - user.created_at < chrono::Duration::days(1);
-    if young && user.email_verified_at.is_none() {
+    if halved {
         cap = Ord::max(cap / 2, 1);
     }
     Caps {
@@ -209,55 +214,43 @@ pub async fn caps_of(state: &AppState, user: &user::Model) -> Caps {
     }
 }
 
-fn kv_day_key(day: &str, scope: &str) -> String {
-    format!("ads:day:{day}:{scope}")
-}
-
 fn kv_cool_key(scope: &str) -> String {
     format!("ads:cool:{scope}")
 }
 
-/// Today's counts of the scopes (kv, or the database when kv cannot answer).
-async fn counts_today(state: &AppState, scopes: &Scopes, day: &str) -> [i64; 3] {
-    let names = [
+/// Today's counts of the scopes, in one read of the counters the credits keep.
+async fn counts_today(state: &AppState, scopes: &Scopes, day: &str) -> Result<[i64; 3], ApiError> {
+    let names: Vec<&str> = [
         Some(scopes.user.as_str()),
         Some(scopes.device.as_str()),
         scopes.ip.as_deref(),
-    ];
-    let from_kv = futures_util::future::join_all(names.iter().map(|n| async move {
-        match n {
-            Some(n) => state.kv.get(&kv_day_key(day, n)).await.map(|v| {
-                v.and_then(|v| String::from_utf8(v).ok())
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(0)
-            }),
-            None => Ok(0),
-        }
-    }))
-    .await;
-    if from_kv.iter().all(Result::is_ok) {
-        let v: Vec<i64> = from_kv.into_iter().map(|r| r.unwrap_or(0)).collect();
-        return [v[0], v[1], v[2]];
-    }
-    let mut out = [0; 3];
-    for (i, name) in names.iter().enumerate() {
-        if let Some(name) = name {
-            out[i] = ad_daily_count::Entity::find_by_id(((*name).to_owned(), day.to_owned()))
-                .one(state.db.conn())
-                .await
-                .ok()
-                .flatten()
-                .map_or(0, |r| i64::from(r.count));
-        }
-    }
-    out
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let rows = ad_daily_count::Entity::find()
+        .filter(ad_daily_count::Column::Day.eq(day))
+        .filter(ad_daily_count::Column::Scope.is_in(names))
+        .all(state.db.conn())
+        .await?;
+    let count = |name: Option<&str>| {
+        rows.iter()
+            .find(|r| Some(r.scope.as_str()) == name)
+            .map_or(0, |r| i64::from(r.count))
+    };
+    Ok([
+        count(Some(&scopes.user)),
+        count(Some(&scopes.device)),
+        count(scopes.ip.as_deref()),
+    ])
 }
 
 /// Time left before the user or the device may be rewarded again.
 async fn cooldown_left(state: &AppState, user: Uuid, device: &str) -> Result<Duration, ApiError> {
     let scopes = Scopes::new(user, device, None);
-    let user_ttl = state.kv.ttl(&kv_cool_key(&scopes.user)).await;
-    let device_ttl = state.kv.ttl(&kv_cool_key(&scopes.device)).await;
+    let (user_key, device_key) = (kv_cool_key(&scopes.user), kv_cool_key(&scopes.device));
+    let (user_ttl, device_ttl) =
+        futures_util::join!(state.kv.ttl(&user_key), state.kv.ttl(&device_key));
     if let (Ok(a), Ok(b)) = (&user_ttl, &device_ttl) {
         return Ok(a.unwrap_or_default().max(b.unwrap_or_default()));
     }
@@ -370,14 +363,16 @@ async fn prepare_checked(
     }
     let ip = meta.client_ip;
     let rate = ads.ads_prepare_rate.0;
-    for key in [
-        format!("ads:prepare:user:{user_id}"),
-        format!(
-            "ads:prepare:ip:{}",
-            ip.map(|i| i.to_string()).unwrap_or_default()
-        ),
-    ] {
-        let decision = state.kv.rate_limit(&key, rate).await?;
+    let user_key = format!("ads:prepare:user:{user_id}");
+    let ip_key = format!(
+        "ads:prepare:ip:{}",
+        ip.map(|i| i.to_string()).unwrap_or_default()
+    );
+    let (by_user, by_ip) = futures_util::join!(
+        state.kv.rate_limit(&user_key, rate),
+        state.kv.rate_limit(&ip_key, rate)
+    );
+    for decision in [by_user?, by_ip?] {
         if !decision.allowed {
             return Err(ApiError::rate_limited(decision.retry_after).with_reason("rate_limited"));
         }
@@ -447,11 +442,12 @@ async fn prepare_checked(
         return Err(cooldown_refusal(left));
     }
     let user = load_user(state, user_id).await?;
-    let caps = caps_of(state, &user).await;
+    let halved = is_halved(state, &user);
+    let caps = caps_for(state, halved).await;
     let ip_text = ip.map(|i| i.to_string());
     let scopes = Scopes::new(user_id, &device, ip_text.as_deref());
     let day = day_of(now);
-    let counts = counts_today(state, &scopes, &day).await;
+    let counts = counts_today(state, &scopes, &day).await?;
     for (i, cap) in [caps.user, caps.device, caps.ip].into_iter().enumerate() {
         if (i < 2 || scopes.ip.is_some()) && counts[i] >= i64::from(cap) {
             return Err(cap_refusal(i, now));
@@ -467,7 +463,7 @@ async fn prepare_checked(
         provider: Set(provider.as_str().to_owned()),
         placement: Set(placement.to_owned()),
         device_hash: Set(device.clone()),
-        ip: Set(ip_text),
+        ip: Set(ip_text.clone()),
         issued_at: Set(now),
         expires_at: Set(expires_at),
         client_completed_at: Set(None),
@@ -486,6 +482,8 @@ async fn prepare_checked(
         device: device.clone(),
         issued: now.timestamp(),
         expires: expires_at.timestamp(),
+        ip: ip_text,
+        halved,
     };
     let signed = ticket::sign(&state.ads.ticket_key, &claims);
     let ad_tag_url = match provider {
@@ -728,16 +726,24 @@ async fn complete_checked(
 }
 
 async fn complete_locked(state: &AppState, claims: &Claims) -> Result<Completed, ApiError> {
-    let Some(row) = ad_nonce::Entity::find_by_id(claims.nonce.clone())
-        .one(state.db.conn())
-        .await?
-    else {
-        return Err(ApiError::bad_input(
-            "ticket_invalid",
-            "this ticket's nonce is unknown",
-        ));
+    let grant = Grant {
+        nonce: claims.nonce.clone(),
+        user_id: claims.user,
+        provider: claims.provider.clone(),
+        placement: claims.placement.clone(),
+        device_hash: claims.device.clone(),
+        ip: claims.ip.clone(),
     };
     if state.config.ads.monetag_require_postback {
+        let Some(row) = ad_nonce::Entity::find_by_id(claims.nonce.clone())
+            .one(state.db.conn())
+            .await?
+        else {
+            return Err(ApiError::bad_input(
+                "ticket_invalid",
+                "this ticket's nonce is unknown",
+            ));
+        };
         let now = state.ads.clock.now();
         // Record the client's part; credit only when the valued postback is already here.
         ad_nonce::Entity::update_many()
@@ -759,22 +765,53 @@ async fn complete_locked(state: &AppState, claims: &Claims) -> Result<Completed,
             });
         }
     }
-    credit(state, &row, "monetag", None).await
+    // The ticket carries what the credit needs, the cap's halving included.
+    credit(state, &grant, Some(claims.halved), "monetag", None).await
+}
+
+/// What one credit is for: an issued nonce and where it was prepared.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub nonce: String,
+    pub user_id: Uuid,
+    pub provider: String,
+    pub placement: String,
+    pub device_hash: String,
+    pub ip: Option<String>,
+}
+
+impl From<&ad_nonce::Model> for Grant {
+    fn from(row: &ad_nonce::Model) -> Self {
+        Self {
+            nonce: row.nonce.clone(),
+            user_id: row.user_id,
+            provider: row.provider.clone(),
+            placement: row.placement.clone(),
+            device_hash: row.device_hash.clone(),
+            ip: row.ip.clone(),
+        }
+    }
 }
 
 /// Credits the reward of `nonce` once: cooldown, caps, the reward row and the transfer in
 /// one transaction. A nonce or event id already credited answers DUPLICATE.
+/// `halved`: whether the user gets half the cap, when the caller knows (a ticket says);
+/// read from the user's row otherwise.
 pub async fn credit(
     state: &AppState,
-    nonce: &ad_nonce::Model,
+    nonce: &Grant,
+    halved: Option<bool>,
     network: &str,
     event_id: Option<String>,
 ) -> Result<Completed, ApiError> {
-    let user = load_user(state, nonce.user_id).await?;
-    let caps = caps_of(state, &user).await;
+    let halved = match halved {
+        Some(h) => h,
+        None => is_halved(state, &load_user(state, nonce.user_id).await?),
+    };
+    let caps = caps_for(state, halved).await;
     let amount = state.config.ads.reward_amount;
     let mut tries = 0;
-    let reward = loop {
+    let credited = loop {
         let txn = state.db.begin_write().await?;
         match credit_in(
             state,
@@ -787,9 +824,13 @@ pub async fn credit(
         )
         .await
         {
-            Ok(reward) => {
+            Ok(Some(credited)) => {
                 txn.commit().await?;
-                break reward;
+                break Some(credited);
+            }
+            Ok(None) => {
+                txn.rollback().await?;
+                break None;
             }
             Err(CreditError::Db(e)) => {
                 txn.rollback().await?;
@@ -812,7 +853,7 @@ pub async fn credit(
             }
         }
     };
-    let Some(reward) = reward else {
+    let Some((reward, balance)) = credited else {
         let (balance, _) = wallet::balances(state.db.conn(), nonce.user_id).await?;
         return Ok(Completed {
             outcome: Outcome::Duplicate,
@@ -821,7 +862,6 @@ pub async fn credit(
         });
     };
     after_credit(state, &reward).await;
-    let (balance, _) = wallet::balances(state.db.conn(), nonce.user_id).await?;
     Ok(Completed {
         outcome: Outcome::Credited,
         credited: reward.amount,
@@ -829,29 +869,17 @@ pub async fn credit(
     })
 }
 
-/// Counters and cooldowns in kv (best effort: the database holds the truth), the wallet
-/// notification and the metrics.
+/// Cooldowns in kv (best effort: the database holds the truth), the wallet notification
+/// and the metrics.
 async fn after_credit(state: &AppState, reward: &ad_reward::Model) {
-    let now = state.ads.clock.now();
-    let day = day_of(now);
-    let scopes = Scopes::new(reward.user_id, &reward.device_hash, reward.ip.as_deref());
-    let day_ttl = until_midnight(now) + Duration::from_secs(3600);
-    for scope in [Some(&scopes.user), Some(&scopes.device), scopes.ip.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if let Err(e) = state.kv.incr(&kv_day_key(&day, scope), 1, day_ttl).await {
-            tracing::warn!(error = %e, "ads counter not mirrored to kv");
-        }
-    }
     let interval = Duration::from_secs(u64::from(state.config.ads.min_interval));
     if !interval.is_zero() {
-        for scope in [&scopes.user, &scopes.device] {
-            let _ = state
-                .kv
-                .set(&kv_cool_key(scope), b"1", Some(interval))
-                .await;
-        }
+        let scopes = Scopes::new(reward.user_id, &reward.device_hash, None);
+        let (user_key, device_key) = (kv_cool_key(&scopes.user), kv_cool_key(&scopes.device));
+        let _ = futures_util::join!(
+            state.kv.set(&user_key, b"1", Some(interval)),
+            state.kv.set(&device_key, b"1", Some(interval))
+        );
     }
     wallet::notify(state, &[reward.user_id]).await;
     state
@@ -872,23 +900,27 @@ impl From<sea_orm::DbErr> for CreditError {
     }
 }
 
-/// The credit transaction; `None` when the nonce or event was credited already.
+/// The credit transaction: the reward and the user's balance after it, or `None` when the
+/// nonce or event was credited already (the caller rolls back).
 async fn credit_in(
     state: &AppState,
     txn: &sea_orm::DatabaseTransaction,
-    nonce: &ad_nonce::Model,
+    nonce: &Grant,
     network: &str,
     event_id: Option<&str>,
     caps: Caps,
     amount: i64,
-) -> Result<Option<ad_reward::Model>, CreditError> {
+) -> Result<Option<(ad_reward::Model, i64)>, CreditError> {
     let now = state.ads.clock.now();
-    // One user's credits run one after another from here on.
-    wallet::lock_user(txn, nonce.user_id).await?;
-    let current = ad_nonce::Entity::find_by_id(nonce.nonce.clone())
-        .one(txn)
+    // Claim the nonce first: a racing credit of the same nonce waits on this row and then
+    // finds it claimed.
+    let claimed = ad_nonce::Entity::update_many()
+        .col_expr(ad_nonce::Column::CreditedAt, Expr::value(now))
+        .filter(ad_nonce::Column::Nonce.eq(nonce.nonce.as_str()))
+        .filter(ad_nonce::Column::CreditedAt.is_null())
+        .exec(txn)
         .await?;
-    if current.as_ref().is_none_or(|n| n.credited_at.is_some()) {
+    if claimed.rows_affected == 0 {
         return Ok(None);
     }
     if let Some(event) = event_id {
@@ -900,9 +932,13 @@ async fn credit_in(
             return Ok(None);
         }
     }
-    let left = last_reward_left(txn, state, nonce.user_id, &nonce.device_hash).await?;
-    if !left.is_zero() {
-        return Err(CreditError::Refused(cooldown_refusal(left)));
+    if state.config.ads.min_interval > 0 {
+        // One user's credits run one after another from here, so the cooldown holds.
+        wallet::lock_user(txn, nonce.user_id).await?;
+        let left = last_reward_left(txn, state, nonce.user_id, &nonce.device_hash).await?;
+        if !left.is_zero() {
+            return Err(CreditError::Refused(cooldown_refusal(left)));
+        }
     }
     let day = day_of(now);
     let scopes = Scopes::new(nonce.user_id, &nonce.device_hash, nonce.ip.as_deref());
@@ -954,48 +990,35 @@ async fn credit_in(
     }
     .insert(txn)
     .await?;
-    ad_nonce::Entity::update_many()
-        .col_expr(ad_nonce::Column::CreditedAt, Expr::value(now))
-        .filter(ad_nonce::Column::Nonce.eq(nonce.nonce.as_str()))
-        .exec(txn)
-        .await?;
-    Ok(Some(reward))
+    Ok(Some((reward, moved.transfer.credit_balance_after)))
 }
 
-/// Adds one to a scope's count of `day` unless it reached `cap`; false when it had.
+/// Adds one to a scope's count of `day` unless it reached `cap` (one upsert: inserted at 1,
+/// or raised while below the cap); false when it had.
 async fn bump(
     txn: &impl ConnectionTrait,
     scope: &str,
     day: &str,
     cap: u32,
 ) -> Result<bool, sea_orm::DbErr> {
-    let inserted = ad_daily_count::Entity::insert(ad_daily_count::ActiveModel {
+    if cap == 0 {
+        return Ok(false);
+    }
+    let count = Expr::col((ad_daily_count::Entity, ad_daily_count::Column::Count));
+    let changed = ad_daily_count::Entity::insert(ad_daily_count::ActiveModel {
         scope: Set(scope.to_owned()),
         day: Set(day.to_owned()),
-        count: Set(0),
+        count: Set(1),
     })
     .on_conflict(
         OnConflict::columns([ad_daily_count::Column::Scope, ad_daily_count::Column::Day])
-            .do_nothing()
+            .value(ad_daily_count::Column::Count, count.clone().add(1))
+            .action_and_where(count.lt(cap as i32))
             .to_owned(),
     )
-    .exec(txn)
-    .await;
-    match inserted {
-        Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {}
-        Err(e) => return Err(e),
-    }
-    let updated = ad_daily_count::Entity::update_many()
-        .col_expr(
-            ad_daily_count::Column::Count,
-            Expr::col(ad_daily_count::Column::Count).add(1),
-        )
-        .filter(ad_daily_count::Column::Scope.eq(scope))
-        .filter(ad_daily_count::Column::Day.eq(day))
-        .filter(ad_daily_count::Column::Count.lt(cap as i32))
-        .exec(txn)
-        .await?;
-    Ok(updated.rows_affected == 1)
+    .exec_without_returning(txn)
+    .await?;
+    Ok(changed == 1)
 }
 
 fn ratio_key(kind: &str, minute: i64) -> String {
@@ -1066,9 +1089,9 @@ pub async fn status(
 ) -> Result<Status, ApiError> {
     let user = load_user(state, user_id).await?;
     let device = device_of(state, meta);
-    let caps = caps_of(state, &user).await;
+    let caps = caps_for(state, is_halved(state, &user)).await;
     let scopes = Scopes::new(user_id, &device, None);
-    let counts = counts_today(state, &scopes, &day_of(state.ads.clock.now())).await;
+    let counts = counts_today(state, &scopes, &day_of(state.ads.clock.now())).await?;
     Ok(Status {
         providers: providers(state),
         cooldown_left: cooldown_left(state, user_id, &device).await?,
@@ -1115,7 +1138,9 @@ pub async fn postback(
         && row.client_completed_at.is_some()
         && row.credited_at.is_none();
     if event == "valued" && waiting {
-        return credit(state, &row, "monetag", None).await.map(Some);
+        return credit(state, &Grant::from(&row), None, "monetag", None)
+            .await
+            .map(Some);
     }
     Ok(Some(Completed {
         outcome: Outcome::Pending,

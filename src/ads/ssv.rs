@@ -14,7 +14,7 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use chrono::{DateTime, Utc};
-use p256::ecdsa::{Signature, VerifyingKey, signature::Verifier};
+use p256::ecdsa::VerifyingKey;
 use p256::pkcs8::DecodePublicKey;
 use url::Url;
 
@@ -202,10 +202,13 @@ pub fn verify_ecdsa(key: &VerifyingKey, signed: &[u8], signature: &str) -> bool 
     let Ok(der) = URL_SAFE_NO_PAD.decode(signature.trim().trim_end_matches('=')) else {
         return false;
     };
-    let Ok(sig) = Signature::from_der(&der) else {
-        return false;
-    };
-    key.verify(signed, &sig).is_ok()
+    let point = key.to_encoded_point(false);
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        point.as_bytes(),
+    )
+    .verify(signed, &der)
+    .is_ok()
 }
 
 /// The content the existing format signs.
@@ -260,7 +263,7 @@ pub fn verify_rs256(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::{SigningKey, signature::Signer};
+    use p256::ecdsa::{Signature, SigningKey, signature::Signer};
 
     #[test]
     fn google_content_is_the_query_before_the_signature() {

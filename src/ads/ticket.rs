@@ -28,6 +28,12 @@ pub struct Claims {
     pub issued: i64,
     #[serde(rename = "e")]
     pub expires: i64,
+    /// The client's address at prepare (the per-address cap counts it).
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// A day-old account with no verified email at prepare: half the user cap.
+    #[serde(rename = "h", default, skip_serializing_if = "std::ops::Not::not")]
+    pub halved: bool,
 }
 
 /// Why a ticket was refused.
@@ -177,6 +183,8 @@ mod tests {
             device: "d".into(),
             issued: 1_000,
             expires: 1_180,
+            ip: Some("10.0.0.1".into()),
+            halved: true,
         }
     }
 

@@ -1347,3 +1347,82 @@ async fn dev_fake_routes_are_gone_when_off() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn prepare_and_ssv_are_rate_limited_and_ssv_honours_the_caps() {
+    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
+    let keys = google.keys_url();
+    let app = builder()
+        .configure(move |c| {
+            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
+            c.ads.ads_prepare_rate = "3/10s".parse().unwrap();
+            c.ads.ads_ssv_rate = "2/10s".parse().unwrap();
+            c.ads.daily_cap_user = 2;
+            c.ads.rwd_per_day_min = 1;
+            c.ads.min_interval = 0;
+        })
+        .spawn()
+        .await;
+    let sam = app.register("sam@example.com", "sam").await;
+    let mut nonces = Vec::new();
+    for _ in 0..3 {
+        nonces.push(gma_nonce(&app, &sam).await);
+    }
+    let limited = prepare(&app, &sam, "GMA", "earn").await;
+    assert_eq!(
+        error_of(&limited),
+        ("RATE_LIMITED".into(), "rate_limited".into())
+    );
+    assert!(
+        limited["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // A new account's cap is 1 (half of 2): the second credit is refused with 429.
+    let ts = now_ms(&app);
+    let q = google.callback(&google_params(&nonces[0], &sam.user_id, "t-0", &ts));
+    assert_eq!(get(&app, &format!("/ads/ssv?{q}")).await.0, 200);
+    let q = google.callback(&google_params(&nonces[1], &sam.user_id, "t-1", &ts));
+    let (status, body) = get(&app, &format!("/ads/ssv?{q}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("daily_cap_user"))
+    );
+    // The third callback for this (address, user) within 10 s is over the SSV rate.
+    let q = google.callback(&google_params(&nonces[2], &sam.user_id, "t-2", &ts));
+    let r = app
+        .client
+        .get(app.url(&format!("/ads/ssv?{q}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "rate_limited");
+    assert_eq!(balance(&app, &sam).await, 5);
+    assert_eq!(rewards(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_credit_reaches_wallet_changed_subscribers() {
+    let app = builder().spawn().await;
+    let sam = app.register("sam@example.com", "sam").await;
+    let mut ws = app.ws_signed_in(&sam.access).await;
+    crate::helpers::ws_send(
+        &mut ws,
+        json!({"id": "w", "type": "subscribe", "payload": {"query": "subscription { walletChanged { balance } }"}}),
+    )
+    .await;
+    // The subscription is live once a change made after it arrives; give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, t) = ticket(&app, &sam).await;
+    advance(&app, 31);
+    assert_eq!(outcome(&complete(&app, &sam, &t, 31).await), "CREDITED");
+    let message = tokio::time::timeout(Duration::from_secs(5), crate::helpers::ws_next(&mut ws))
+        .await
+        .expect("walletChanged within 5 s");
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(message["payload"]["data"]["walletChanged"]["balance"], 5);
+}
