@@ -5,11 +5,23 @@
 #   docker build -t tessera .
 #   docker run --rm -p 8000:8000 -v tessera-data:/app/data tessera
 #
-# Stage 1 compiles the release binary; stage 2 is a slim Debian runtime that
-# only carries the binary, CA certificates and curl (used by HEALTHCHECK).
+# Stage 1 builds the single-page app with Node, stage 2 compiles the release
+# binary; the last is a slim Debian runtime that carries the binary, the app,
+# CA certificates and curl (used by HEALTHCHECK).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+
+############################################################################
+# The single-page app (frontend/ → dist), served by the server from SPA_DIR
+############################################################################
+FROM node:20-${DEBIAN_RELEASE}-slim AS spa
+
+WORKDIR /spa
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend/ ./
+RUN npm run build
 
 ############################################################################
 # Builder
@@ -66,6 +78,7 @@ RUN groupadd --system --gid "${APP_GID}" tessera \
     && chown -R tessera:tessera /app
 
 COPY --from=builder /usr/local/bin/tessera /usr/local/bin/tessera
+COPY --from=spa /spa/dist /app/frontend/dist
 
 WORKDIR /app
 

@@ -335,6 +335,18 @@ fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
                 .with(Compression::new())
                 .with(Observed::new("/metrics", state)),
         )
+        .at(
+            "/",
+            poem::get(crate::platform::spa::spa)
+                .head(crate::platform::spa::spa)
+                .with(Observed::new("/", state)),
+        )
+        .at(
+            "/*path",
+            poem::get(crate::platform::spa::spa)
+                .head(crate::platform::spa::spa)
+                .with(Observed::new("/{*path} (app)", state)),
+        )
         .with(cors)
         .data(state.clone())
         .data(graphql::http::HttpSchema {

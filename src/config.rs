@@ -382,6 +382,16 @@ pub struct Config {
     #[command(flatten)]
     pub ads: crate::ads::config::AdsConfig,
 
+    /// The built single-page app (`npm run build` in frontend/), served at `/`; relative to
+    /// the working directory. A missing folder serves no app.
+    #[arg(
+        long,
+        env = "SPA_DIR",
+        value_name = "SPA_DIR",
+        default_value = "frontend/dist"
+    )]
+    pub spa_dir: PathBuf,
+
     /// Folder for files the server writes itself (generated development keys); relative to the
     /// working directory.
     #[arg(

@@ -71,6 +71,8 @@ pub struct AdsState {
     pub clock: Clock,
     pub monetag: Option<MonetagSettings>,
     pub ad_tag_base: Option<url::Url>,
+    /// The ad tag is the dev player's: hand it out as a same-origin path.
+    pub dev_tag: bool,
     pub google_keys: ssv::GoogleKeys,
     pub legacy_rsa: Option<rsa::pkcs1v15::VerifyingKey<sha2::Sha256>>,
     /// For Turnstile and the key server.
@@ -104,9 +106,11 @@ impl AdsState {
                 zone_id: zone.clone(),
                 script_url: url.to_string(),
             }),
+            // Same-origin paths: the page may be open under another name than PUBLIC_URL
+            // (127.0.0.1 against localhost), and its CSP allows only its own origin.
             (zone, None, Some(_)) => Some(MonetagSettings {
                 zone_id: zone.clone().unwrap_or_else(|| dev::DEV_ZONE.to_owned()),
-                script_url: format!("{base}/dev/ads/monetag.js"),
+                script_url: "/dev/ads/monetag.js".to_owned(),
             }),
             _ => None,
         };
@@ -157,6 +161,7 @@ impl AdsState {
             device_key,
             clock: Clock::default(),
             monetag,
+            dev_tag: ads.ad_tag_base.is_none() && ad_tag_base.is_some(),
             ad_tag_base,
             google_keys: ssv::GoogleKeys::new(keys_url, client.clone()),
             legacy_rsa,

@@ -486,19 +486,24 @@ async fn prepare_checked(
         halved,
     };
     let signed = ticket::sign(&state.ads.ticket_key, &claims);
-    let ad_tag_url = match provider {
-        Provider::Gma => state.ads.ad_tag_base.as_ref().map(|base| {
-            ad_tag(
+    let ad_tag_url = match (provider, &state.ads.ad_tag_base) {
+        (Provider::Gma, Some(base)) => {
+            let tag = ad_tag(
                 base,
                 user_id,
                 &nonce,
                 placement,
                 &device,
                 ads.price_floor.as_deref(),
-            )
-        }),
-        Provider::Monetag => None,
+            );
+            Some(match state.ads.dev_tag {
+                true => same_origin_path(&tag),
+                false => tag,
+            })
+        }
+        _ => None,
     };
+
     tracing::info!(user.id = %user_id, provider = provider.as_str(), placement, "ad reward prepared");
     Ok(Prepared {
         provider,
@@ -538,6 +543,17 @@ pub fn ad_tag(
         .append_pair("cust_params", &cust.finish())
         .append_pair("correlator", &nonce[..Ord::min(8, nonce.len())]);
     url.to_string()
+}
+
+/// `/path?query` of an absolute URL.
+fn same_origin_path(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
 }
 
 #[derive(serde::Deserialize)]

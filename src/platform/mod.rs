@@ -6,6 +6,7 @@ pub mod db;
 pub mod http;
 pub mod kv;
 pub mod mail;
+pub mod spa;
 pub mod telemetry;
 
 use std::{future::Future, time::Duration};

@@ -207,6 +207,8 @@ impl TestAppBuilder {
         };
         // Tests that want a worker start one (the embedded one would take every session).
         config.vps.embedded_worker = Some(false);
+        // No app unless a test builds one (a local frontend/dist would answer app routes).
+        config.spa_dir = dir.path().join("no-app");
         for f in self.configure {
             f(&mut config);
         }

@@ -16,6 +16,7 @@ mod redis_outage;
 mod schema;
 mod secrets;
 mod shutdown;
+mod spa;
 mod telemetry;
 mod vps;
 mod wallet;

@@ -1,0 +1,152 @@
+import { useEffect, useMemo, useRef, useState } from 'react';
+import { Provider, useMutation, useQuery } from 'urql';
+import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
+import { makeClient, type LinkState } from './client';
+import { graphql } from './gql';
+import { Session, useSession, type Viewer } from './session';
+import { SignIn, Register } from './pages/SignIn';
+import { WalletPage } from './pages/Wallet';
+import { EarnPage } from './pages/Earn';
+import { TokensPage } from './pages/Tokens';
+import { VpsPage, VpsSessionPage } from './pages/Vps';
+
+const ME = graphql(`
+  query Me {
+    me {
+      id
+      username
+    }
+  }
+`);
+
+export function App() {
+  const [viewer, setViewer] = useState<Viewer | null | undefined>(undefined);
+  const [link, setLink] = useState<LinkState>('idle');
+  // One client per signed-in state: the WebSocket authenticates with the cookie at upgrade.
+  // A replaced client's last events do not reach the banner.
+  const current = useRef(0);
+  const { client, ws } = useMemo(() => {
+    const generation = ++current.current;
+    return makeClient((state) => {
+      if (generation === current.current) setLink(state);
+    });
+  }, [viewer?.id]);
+  useEffect(() => () => void ws.dispose(), [ws]);
+  return (
+    <Provider value={client}>
+      <Session.Provider value={{ viewer: viewer ?? null, setViewer }}>
+        {viewer === undefined ? <Probe onViewer={setViewer} /> : <Shell link={link} />}
+      </Session.Provider>
+    </Provider>
+  );
+}
+
+/** Asks the server who is signed in (the cookie decides) before showing anything. */
+function Probe({ onViewer }: { onViewer: (v: Viewer | null) => void }) {
+  const [{ data, error, fetching }] = useQuery({ query: ME });
+  useEffect(() => {
+    if (!fetching) onViewer(data?.me ? { id: data.me.id, username: data.me.username } : null);
+  }, [data, error, fetching, onViewer]);
+  return <p className="muted">Loading…</p>;
+}
+
+function Shell({ link }: { link: LinkState }) {
+  const { viewer } = useSession();
+  return (
+    <>
+      <header className="top">
+        <Link href="/" className="brand">
+          Tessera
+        </Link>
+        {viewer && (
+          <nav aria-label="Main">
+            <Link href="/wallet">Wallet</Link>
+            <Link href="/earn">Earn</Link>
+            <Link href="/vps">Servers</Link>
+            <Link href="/tokens">Access tokens</Link>
+          </nav>
+        )}
+        <Account />
+      </header>
+      {link === 'lost' && (
+        <div className="banner" role="status">
+          Live updates are reconnecting…
+        </div>
+      )}
+      <main>
+        <Switch>
+          <Route path="/signin" component={SignIn} />
+          <Route path="/register" component={Register} />
+          <Route path="/wallet">
+            <Guarded>
+              <WalletPage />
+            </Guarded>
+          </Route>
+          <Route path="/earn">
+            <Guarded>
+              <EarnPage />
+            </Guarded>
+          </Route>
+          <Route path="/vps">
+            <Guarded>
+              <VpsPage />
+            </Guarded>
+          </Route>
+          <Route path="/vps/sessions/:id">
+            {(params) => (
+              <Guarded>
+                <VpsSessionPage id={params.id} />
+              </Guarded>
+            )}
+          </Route>
+          <Route path="/tokens">
+            <Guarded>
+              <TokensPage />
+            </Guarded>
+          </Route>
+          <Route path="/">{viewer ? <Redirect to="/wallet" /> : <Redirect to="/signin" />}</Route>
+          <Route>
+            <p>Page not found.</p>
+          </Route>
+        </Switch>
+      </main>
+    </>
+  );
+}
+
+/** A signed-out visit goes to sign-in and comes back here after it. */
+function Guarded({ children }: { children: React.ReactNode }) {
+  const { viewer } = useSession();
+  const [location] = useLocation();
+  if (!viewer) return <Redirect to={`/signin?next=${encodeURIComponent(location)}`} />;
+  return <>{children}</>;
+}
+
+const LOGOUT = graphql(`
+  mutation Logout {
+    logout
+  }
+`);
+
+function Account() {
+  const { viewer, setViewer } = useSession();
+  const [, navigate] = useLocation();
+  const [, logout] = useMutation(LOGOUT);
+  if (!viewer) return null;
+  return (
+    <div className="account">
+      <span aria-label="Signed in as">{viewer.username}</span>
+      <button
+        type="button"
+        onClick={() =>
+          void logout({}).then(() => {
+            setViewer(null);
+            navigate('/signin');
+          })
+        }
+      >
+        Sign out
+      </button>
+    </div>
+  );
+}

@@ -1,0 +1,80 @@
+import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
+import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
+
+/** Connection state of the live (WebSocket) link, for the banner. */
+export type LinkState = 'idle' | 'connected' | 'lost';
+
+const REFRESH = 'mutation Refresh { refreshSession { user { id } } }';
+
+/**
+ * fetch for urql: cookies only (the page never holds a token); when the access token has
+ * expired, `refreshSession` once (the refresh cookie), then the request again.
+ */
+export async function fetchWithRefresh(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  const send = () => fetch(input, { ...init, credentials: 'same-origin' });
+  const response = await send();
+  let expired = false;
+  try {
+    const body = (await response.clone().json()) as { errors?: { extensions?: { code?: string; reason?: string } }[] };
+    expired = (body.errors ?? []).some(
+      (e) => e.extensions?.code === 'UNAUTHENTICATED' && e.extensions?.reason === 'token_expired',
+    );
+  } catch {
+    return response;
+  }
+  if (!expired) return response;
+  const refreshed = await fetch('/graphql', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: REFRESH }),
+  });
+  const ok = refreshed.ok && !((await refreshed.json()) as { errors?: unknown[] }).errors;
+  return ok ? send() : response;
+}
+
+/** A client for one signed-in (or anonymous) state; rebuilt when that changes. */
+export function makeClient(onLink: (state: LinkState) => void): { client: Client; ws: WsClient } {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  let attempts = 0;
+  const ws = createWsClient({
+    url: `${scheme}://${location.host}/graphql/ws`,
+    // The session cookie authenticates the upgrade.
+    connectionParams: {},
+    retryAttempts: Number.POSITIVE_INFINITY,
+    // Never after 4403 (forbidden: signed out or revoked); back off otherwise.
+    shouldRetry: (event) => !(typeof event === 'object' && event !== null && 'code' in event && (event as CloseEvent).code === 4403),
+    retryWait: async () => {
+      attempts += 1;
+      const wait = Math.min(30_000, 500 * 2 ** Math.min(attempts, 6)) * (0.5 + Math.random() / 2);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    },
+    on: {
+      // Only a retry means the link was lost; a lazy close (no subscription left) is not.
+      connecting: (isRetry) => {
+        if (isRetry) onLink('lost');
+      },
+      connected: () => {
+        attempts = 0;
+        onLink('connected');
+      },
+      closed: (event) => {
+        if ((event as CloseEvent | undefined)?.code === 1000) onLink('idle');
+      },
+    },
+  });
+  const client = new Client({
+    url: '/graphql',
+    fetch: fetchWithRefresh,
+    exchanges: [
+      cacheExchange,
+      fetchExchange,
+      subscriptionExchange({
+        forwardSubscription: (request) => ({
+          subscribe: (sink) => ({ unsubscribe: ws.subscribe({ ...request, query: request.query ?? '' }, sink) }),
+        }),
+      }),
+    ],
+  });
+  return { client, ws };
+}

@@ -1,0 +1,169 @@
+//! The single-page app, served from `SPA_DIR` (the output of `npm run build` in
+//! `frontend/`): hashed assets under `/assets/` cached for a year, `index.html` (never
+//! cached, with the Content-Security-Policy) for any other GET that accepts HTML and is not
+//! a server route, so the app's own routes survive a reload. Without a built app every
+//! such path is 404 as before.
+
+use std::path::{Component, Path, PathBuf};
+
+use poem::{
+    Request, Response, handler,
+    http::{Method, StatusCode, header},
+    web::Data,
+};
+
+use crate::{app::AppState, graphql::error::http_error};
+
+/// Paths the server answers itself; an unknown one under them is a 404, never the app.
+const SERVER_PREFIXES: [&str; 12] = [
+    "/graphql",
+    "/auth/",
+    "/ads/",
+    "/dev/",
+    "/access/",
+    "/proxy/",
+    "/workers/",
+    "/billing/",
+    "/webhooks/",
+    "/health",
+    "/ready",
+    "/metrics",
+];
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "webp" => "image/webp",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The file under `root` that `path` names, if it is a plain relative path (no `..`, no
+/// absolute parts).
+fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+    let relative = Path::new(path.trim_start_matches('/'));
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    Some(root.join(relative))
+}
+
+/// The Content-Security-Policy of the app: its own origin, plus the ad and challenge
+/// hosts only when those are on.
+pub fn content_security_policy(state: &AppState) -> String {
+    let public = state.config.public_url();
+    let own = public.origin().ascii_serialization();
+    let mut scripts = vec!["'self'".to_owned()];
+    let mut frames = vec!["'self'".to_owned()];
+    let mut foreign = |url: &str, frames_too: bool| {
+        if let Ok(u) = url::Url::parse(url) {
+            let origin = u.origin().ascii_serialization();
+            if origin != own && !scripts.contains(&origin) {
+                scripts.push(origin.clone());
+                if frames_too {
+                    frames.push(origin);
+                }
+            }
+        }
+    };
+    if let Some(m) = &state.ads.monetag {
+        foreign(&m.script_url, true);
+    }
+    if let Some(tag) = &state.ads.ad_tag_base {
+        foreign(tag.as_str(), true);
+        if state.ads.dev.is_none() {
+            foreign("https://imasdk.googleapis.com/", true);
+        }
+    }
+    if state.config.ads.turnstile_site_key.is_some() {
+        foreign("https://challenges.cloudflare.com/", true);
+    }
+    format!(
+        "default-src 'self'; script-src {}; frame-src {}; connect-src 'self'; img-src 'self' data:; style-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+        scripts.join(" "),
+        frames.join(" ")
+    )
+}
+
+fn not_found() -> Response {
+    http_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Every GET the routes above do not take.
+#[handler]
+pub async fn spa(req: &Request, Data(state): Data<&AppState>) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return not_found();
+    }
+    let path = req.uri().path();
+    if SERVER_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return not_found();
+    }
+    let root = &state.config.spa_dir;
+    // A file of the build: hashed assets forever, anything else briefly.
+    if path != "/"
+        && let Some(file) = resolve(root, path)
+        && let Ok(bytes) = tokio::fs::read(&file).await
+    {
+        let cache = if path.starts_with("/assets/") {
+            "public, max-age=31536000, immutable"
+        } else {
+            "public, max-age=300"
+        };
+        return Response::builder()
+            .content_type(content_type(&file))
+            .header(header::CACHE_CONTROL, cache)
+            .header("x-content-type-options", "nosniff")
+            .body(bytes);
+    }
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_html || path.starts_with("/assets/") {
+        return not_found();
+    }
+    match tokio::fs::read(root.join("index.html")).await {
+        Ok(bytes) => Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .header("content-security-policy", content_security_policy(state))
+            .header("x-content-type-options", "nosniff")
+            .header("referrer-policy", "same-origin")
+            .body(bytes),
+        Err(_) => not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_resolve() {
+        let root = Path::new("/srv/app");
+        assert_eq!(
+            resolve(root, "/assets/index-1.js"),
+            Some(PathBuf::from("/srv/app/assets/index-1.js"))
+        );
+        assert_eq!(resolve(root, "/assets/../../etc/passwd"), None);
+        assert_eq!(resolve(root, "/./index.html"), None);
+        assert_eq!(
+            content_type(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.bin")), "application/octet-stream");
+    }
+}
