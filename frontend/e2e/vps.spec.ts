@@ -70,3 +70,31 @@ test('an access token is shown once, listed, and revoked', async ({ page, reques
   await page.getByRole('link', { name: 'Wallet' }).click();
   await expect(page.getByTestId('balance')).toHaveText('40');
 });
+
+test('another device is listed and signed out from the account page', async ({ page, browser }) => {
+  const name = unique('s');
+  await page.goto('/register');
+  await page.getByLabel('Email').fill(`${name}@example.com`);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page.getByRole('heading', { name: 'Wallet' })).toBeVisible();
+
+  const other = await browser.newContext({ userAgent: 'OtherDevice/1.0' });
+  const second = await other.newPage();
+  await second.goto('/signin');
+  await second.getByLabel('Email').fill(`${name}@example.com`);
+  await second.getByLabel('Password').fill(PASSWORD);
+  await second.getByRole('button', { name: 'Sign in' }).click();
+  await expect(second.getByRole('heading', { name: 'Wallet' })).toBeVisible();
+
+  await page.getByRole('link', { name: 'Account' }).click();
+  await expect(page.getByTestId('session-row')).toHaveCount(2);
+  const row = page.getByTestId('session-row').filter({ hasText: 'OtherDevice/1.0' });
+  await row.getByRole('button', { name: 'Sign out there' }).click();
+  await expect(page.getByTestId('session-row')).toHaveCount(1);
+  // The other device is signed out: its next page load asks it to sign in.
+  await second.goto('/wallet');
+  await expect(second).toHaveURL(/\/signin/, { timeout: 20_000 });
+  await other.close();
+});

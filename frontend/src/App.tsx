@@ -8,6 +8,7 @@ import { SignIn, Register } from './pages/SignIn';
 import { WalletPage } from './pages/Wallet';
 import { EarnPage } from './pages/Earn';
 import { TokensPage } from './pages/Tokens';
+import { AccountPage } from './pages/Account';
 import { VpsPage, VpsSessionPage } from './pages/Vps';
 
 const ME = graphql(`
@@ -64,6 +65,7 @@ function Shell({ link }: { link: LinkState }) {
             <Link href="/earn">Earn</Link>
             <Link href="/vps">Servers</Link>
             <Link href="/tokens">Access tokens</Link>
+            <Link href="/account">Account</Link>
           </nav>
         )}
         <Account />
@@ -98,6 +100,11 @@ function Shell({ link }: { link: LinkState }) {
                 <VpsSessionPage id={params.id} />
               </Guarded>
             )}
+          </Route>
+          <Route path="/account">
+            <Guarded>
+              <AccountPage />
+            </Guarded>
           </Route>
           <Route path="/tokens">
             <Guarded>

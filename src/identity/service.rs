@@ -278,7 +278,7 @@ pub(super) fn role_for(state: &AppState, email: Option<&str>, current: Role) -> 
     }
 }
 
-#[tracing::instrument(skip_all, err(Display))]
+#[tracing::instrument(skip_all, err(level = "info", Display))]
 pub async fn register(
     state: &AppState,
     input: Registration,
@@ -349,7 +349,7 @@ pub async fn register(
     Ok(issued)
 }
 
-#[tracing::instrument(skip_all, err(Display))]
+#[tracing::instrument(skip_all, err(level = "info", Display))]
 pub async fn login(
     state: &AppState,
     email: &str,
@@ -392,7 +392,7 @@ pub async fn login(
     Ok(issued)
 }
 
-#[tracing::instrument(skip_all, err(Display))]
+#[tracing::instrument(skip_all, err(level = "info", Display))]
 pub async fn refresh(
     state: &AppState,
     refresh_token: &str,

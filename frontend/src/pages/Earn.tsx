@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useMutation, useQuery } from 'urql';
+import { Countdown, ProblemAlert } from '../components';
 import { describe, type Problem } from '../errors';
 import { graphql } from '../gql';
 import type { AdProvider } from '../gql/graphql';
@@ -85,20 +86,6 @@ function useVisibleSeconds() {
   const stop = useCallback(() => window.clearInterval(timer.current), []);
   useEffect(() => stop, [stop]);
   return { seconds, start, stop };
-}
-
-function Countdown({ seconds, onDone }: { seconds: number; onDone: () => void }) {
-  const [left, setLeft] = useState(seconds);
-  useEffect(() => setLeft(seconds), [seconds]);
-  useEffect(() => {
-    if (left <= 0) {
-      onDone();
-      return;
-    }
-    const t = window.setTimeout(() => setLeft((l) => l - 1), 1000);
-    return () => window.clearTimeout(t);
-  }, [left, onDone]);
-  return <span data-testid="countdown">{left}</span>;
 }
 
 export function EarnPage() {
@@ -209,17 +196,7 @@ export function EarnPage() {
             {message}
           </p>
         )}
-        {problem && (
-          <p role="alert" className="error">
-            {problem.message}
-            {problem.retryAfter ? (
-              <>
-                {' '}
-                Try again in <Countdown seconds={problem.retryAfter} onDone={reload} /> s.
-              </>
-            ) : null}
-          </p>
-        )}
+        <ProblemAlert problem={problem} onRetry={reload} />
         {player && <iframe title="Video ad" src={player} className="player" onLoad={reload} />}
       </div>
     </section>
