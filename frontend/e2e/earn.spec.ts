@@ -64,9 +64,13 @@ test('watching an ad credits coins and the wallet updates live', async ({ page, 
 test('the video ad path credits through server-side verification', async ({ page }) => {
   await register(page, '/earn');
   await page.getByRole('button', { name: 'Watch a video ad' }).click();
-  // The dev player inside the frame plays, then the server sends itself Google's callback.
-  const frame = page.frameLocator('iframe[title="Video ad"]');
-  await expect(frame.getByRole('status')).toHaveText(/Rewarded: 5 coins/, { timeout: 15_000 });
+  // The dev player inside the frame plays, then the server sends itself Google's callback;
+  // the player tells the page it ended, and the page closes it.
+  await expect(page.getByTitle('Video ad')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Watch an ad' })).toBeDisabled();
+  await expect(page.getByTestId('ad-result')).toHaveText('The ad has played.', { timeout: 15_000 });
+  await expect(page.getByTitle('Video ad')).toHaveCount(0);
+  await expect(page.getByTestId('today')).toHaveText('1');
   await page.getByRole('link', { name: 'Wallet' }).click();
   await expect(page.getByTestId('balance')).toHaveText('5');
 });

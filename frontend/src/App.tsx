@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { Provider, useMutation, useQuery } from 'urql';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
+import type { Client as WsClient } from 'graphql-ws';
 import { makeClient, type LinkState } from './client';
 import { graphql } from './gql';
 import { Session, useSession, type Viewer } from './session';
@@ -24,15 +25,21 @@ export function App() {
   const [viewer, setViewer] = useState<Viewer | null | undefined>(undefined);
   const [link, setLink] = useState<LinkState>('idle');
   // One client per signed-in state: the WebSocket authenticates with the cookie at upgrade.
-  // A replaced client's last events do not reach the banner.
-  const current = useRef(0);
-  const { client, ws } = useMemo(() => {
-    const generation = ++current.current;
-    return makeClient((state) => {
-      if (generation === current.current) setLink(state);
-    });
-  }, [viewer?.id]);
-  useEffect(() => () => void ws.dispose(), [ws]);
+  // Only the client in use moves the banner; a replaced one is disposed once replaced (not
+  // in an effect cleanup, which StrictMode runs on a client that stays).
+  const active = useRef<WsClient | null>(null);
+  const { client, ws } = useMemo(
+    () =>
+      makeClient((state, source) => {
+        if (source === active.current) setLink(state);
+      }),
+    [viewer?.id],
+  );
+  useEffect(() => {
+    const previous = active.current;
+    active.current = ws;
+    if (previous && previous !== ws) void previous.dispose();
+  }, [ws]);
   return (
     <Provider value={client}>
       <Session.Provider value={{ viewer: viewer ?? null, setViewer }}>

@@ -23,21 +23,35 @@ export async function fetchWithRefresh(input: RequestInfo | URL, init?: RequestI
     return response;
   }
   if (!expired) return response;
-  const refreshed = await fetch('/graphql', {
+  return (await refreshOnce()) ? send() : response;
+}
+
+let refreshing: Promise<boolean> | null = null;
+
+/** One `refreshSession` for every request that found the token expired at the same time:
+ * a refresh token is single-use, and presenting a used one ends the session. */
+function refreshOnce(): Promise<boolean> {
+  refreshing ??= fetch('/graphql', {
     method: 'POST',
     credentials: 'same-origin',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ query: REFRESH }),
-  });
-  const ok = refreshed.ok && !((await refreshed.json()) as { errors?: unknown[] }).errors;
-  return ok ? send() : response;
+  })
+    .then(async (r) => r.ok && !((await r.json()) as { errors?: unknown[] }).errors)
+    .catch(() => false)
+    .finally(() => {
+      refreshing = null;
+    });
+  return refreshing;
 }
 
 /** A client for one signed-in (or anonymous) state; rebuilt when that changes. */
-export function makeClient(onLink: (state: LinkState) => void): { client: Client; ws: WsClient } {
+export function makeClient(onLink: (state: LinkState, source: WsClient) => void): { client: Client; ws: WsClient } {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   let attempts = 0;
-  const ws = createWsClient({
+  // Events name their client, so a replaced one cannot move the banner.
+  const report = (state: LinkState) => onLink(state, ws);
+  const ws: WsClient = createWsClient({
     url: `${scheme}://${location.host}/graphql/ws`,
     // The session cookie authenticates the upgrade.
     connectionParams: {},
@@ -52,14 +66,14 @@ export function makeClient(onLink: (state: LinkState) => void): { client: Client
     on: {
       // Only a retry means the link was lost; a lazy close (no subscription left) is not.
       connecting: (isRetry) => {
-        if (isRetry) onLink('lost');
+        if (isRetry) report('lost');
       },
       connected: () => {
         attempts = 0;
-        onLink('connected');
+        report('connected');
       },
       closed: (event) => {
-        if ((event as CloseEvent | undefined)?.code === 1000) onLink('idle');
+        if ((event as CloseEvent | undefined)?.code === 1000) report('idle');
       },
     },
   });

@@ -242,6 +242,26 @@ pub struct AdsConfig {
     #[arg(long, env = "ADS_SSV_KEYS_URL", value_name = "ADS_SSV_KEYS_URL")]
     pub ads_ssv_keys_url: Option<Url>,
 
+    /// Ad units (AdMob / Ad Manager `ad_unit` ids) whose Google callbacks count,
+    /// comma-separated. Empty: any, with a start-up warning (Google signs every publisher's
+    /// callbacks with the same keys).
+    #[arg(
+        long,
+        env = "ADS_SSV_AD_UNITS",
+        value_name = "ADS_SSV_AD_UNITS",
+        value_delimiter = ','
+    )]
+    pub ads_ssv_ad_units: Vec<String>,
+
+    /// Secret a Monetag postback must carry as `key=` (put it in the postback URL configured
+    /// at Monetag). Unset: postbacks are matched by `ymid` only.
+    #[arg(
+        long,
+        env = "MONETAG_POSTBACK_KEY",
+        value_name = "MONETAG_POSTBACK_KEY"
+    )]
+    pub monetag_postback_key: Option<Secret>,
+
     /// Header carrying the client's ASN, believed only from TRUSTED_PROXIES.
     #[arg(long, env = "ADS_ASN_HEADER", value_name = "ADS_ASN_HEADER")]
     pub ads_asn_header: Option<String>,

@@ -23,6 +23,9 @@ use crate::{
 /// Largest SSV body read.
 const MAX_BODY: usize = 64 * 1024;
 
+/// Failed callbacks one address may add to the failure window per minute.
+pub const FAILURES_PER_ADDRESS: u32 = 5;
+
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
     Response::builder()
         .status(status)
@@ -33,7 +36,8 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
 
 fn refusal(err: &ApiError) -> Response {
     let status = match err.code {
-        ErrorCode::BadUserInput | ErrorCode::Forbidden => StatusCode::BAD_REQUEST,
+        ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -108,7 +112,22 @@ pub async fn ssv_callback(req: &Request, body: Body, Data(state): Data<&AppState
     match &result {
         Ok(_) => service::record_ssv_outcome(state, true).await,
         Err(e) if matches!(e.code, ErrorCode::BadUserInput | ErrorCode::Conflict) => {
-            service::record_ssv_outcome(state, false).await
+            // Anyone can send junk here: one address moves the window by a few failures a
+            // minute at most, so it cannot halve everyone's cap alone.
+            let key = format!(
+                "ads:ssvfail:{}",
+                ip.map(|i| i.to_string()).unwrap_or_default()
+            );
+            let counted = state
+                .kv
+                .rate_limit(
+                    &key,
+                    crate::platform::kv::RateLimit::per_minute(FAILURES_PER_ADDRESS),
+                )
+                .await;
+            if counted.is_ok_and(|d| d.allowed) {
+                service::record_ssv_outcome(state, false).await
+            }
         }
         Err(_) => {}
     }
@@ -127,9 +146,17 @@ async fn google(
     let get = |name: &'static str| {
         cb.params
             .get(name)
-            .filter(|v| !v.is_empty() && v.len() <= 160)
+            .filter(|v| !v.is_empty() && v.len() <= 150)
             .ok_or_else(|| missing(name))
     };
+    let unit = get("ad_unit")?;
+    let units = &state.config.ads.ads_ssv_ad_units;
+    if !units.is_empty() && !units.iter().any(|u| u == unit) {
+        return Err(bad(
+            "unknown_ad_unit",
+            "this ad unit's rewards are not credited here",
+        ));
+    }
     let transaction = get("transaction_id")?;
     let user = get("user_id")?;
     let nonce = get("custom_data")?;
@@ -252,7 +279,7 @@ async fn legacy(
 ) -> Result<Completed, ApiError> {
     let ads = &state.config.ads;
     for name in ["eventId", "uid", "nonce", "amount", "duration", "sig"] {
-        let longest = if name == "sig" { 1024 } else { 160 };
+        let longest = if name == "sig" { 1024 } else { 150 };
         if p.get(name)
             .is_none_or(|v| v.is_empty() || v.len() > longest)
         {
@@ -337,6 +364,18 @@ pub async fn monetag_postback(req: &Request, Data(state): Data<&AppState>) -> Re
         }
         Err(e) => return refusal(&ApiError::from(e)),
         Ok(_) => {}
+    }
+    if let Some(key) = &state.config.ads.monetag_postback_key {
+        let given = params.get("key").map(String::as_bytes).unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given,
+            key.expose().as_bytes(),
+        )) {
+            return refusal(
+                &ApiError::new(ErrorCode::Forbidden, "the postback key is missing or wrong")
+                    .with_reason("bad_postback_key"),
+            );
+        }
     }
     let Some(ymid) = params
         .get("ymid")

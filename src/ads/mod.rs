@@ -151,6 +151,16 @@ impl AdsState {
                 "client request signing is on; a key shipped to browsers only raises the bar"
             );
         }
+        if ads.enable_gma && ads.ad_tag_base.is_some() && ads.ads_ssv_ad_units.is_empty() {
+            tracing::warn!(
+                "ADS_SSV_AD_UNITS is empty: a Google callback signed for any publisher's ad unit is credited"
+            );
+        }
+        if ads.monetag_require_postback && ads.monetag_postback_key.is_none() {
+            tracing::warn!(
+                "MONETAG_REQUIRE_POSTBACK without MONETAG_POSTBACK_KEY: anyone who knows a ymid can send its postback"
+            );
+        }
         if dev.is_some() {
             tracing::warn!(
                 "dev ad fakes are on: /dev/ads serves an ad SDK and an SSV key that credit coins without any ad network"

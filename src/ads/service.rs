@@ -751,6 +751,15 @@ async fn complete_locked(state: &AppState, claims: &Claims) -> Result<Completed,
         ip: claims.ip.clone(),
     };
     if state.config.ads.monetag_require_postback {
+        let now = state.ads.clock.now();
+        // Record the client's part, then read what the postback said: written before read on
+        // both sides, so of a completion and a postback that race, one sees the other.
+        ad_nonce::Entity::update_many()
+            .col_expr(ad_nonce::Column::ClientCompletedAt, Expr::value(now))
+            .filter(ad_nonce::Column::Nonce.eq(claims.nonce.as_str()))
+            .filter(ad_nonce::Column::ClientCompletedAt.is_null())
+            .exec(state.db.conn())
+            .await?;
         let Some(row) = ad_nonce::Entity::find_by_id(claims.nonce.clone())
             .one(state.db.conn())
             .await?
@@ -760,14 +769,6 @@ async fn complete_locked(state: &AppState, claims: &Claims) -> Result<Completed,
                 "this ticket's nonce is unknown",
             ));
         };
-        let now = state.ads.clock.now();
-        // Record the client's part; credit only when the valued postback is already here.
-        ad_nonce::Entity::update_many()
-            .col_expr(ad_nonce::Column::ClientCompletedAt, Expr::value(now))
-            .filter(ad_nonce::Column::Nonce.eq(row.nonce.as_str()))
-            .filter(ad_nonce::Column::ClientCompletedAt.is_null())
-            .exec(state.db.conn())
-            .await?;
         if row.postback_event.as_deref() != Some("valued") {
             let (balance, _) = wallet::balances(state.db.conn(), row.user_id).await?;
             return Ok(Completed {
@@ -916,6 +917,16 @@ impl From<sea_orm::DbErr> for CreditError {
     }
 }
 
+impl From<crate::wallet::service::WalletError> for CreditError {
+    /// A database failure inside the transfer is retried like any other in the credit.
+    fn from(e: crate::wallet::service::WalletError) -> Self {
+        match e {
+            crate::wallet::service::WalletError::Db(e) => CreditError::Db(e),
+            other => CreditError::Wallet(other),
+        }
+    }
+}
+
 /// The credit transaction: the reward and the user's balance after it, or `None` when the
 /// nonce or event was credited already (the caller rolls back).
 async fn credit_in(
@@ -948,13 +959,10 @@ async fn credit_in(
             return Ok(None);
         }
     }
-    if state.config.ads.min_interval > 0 {
-        // One user's credits run one after another from here, so the cooldown holds.
+    let interval = state.config.ads.min_interval > 0;
+    if interval {
+        // One user's credits run one after another from here.
         wallet::lock_user(txn, nonce.user_id).await?;
-        let left = last_reward_left(txn, state, nonce.user_id, &nonce.device_hash).await?;
-        if !left.is_zero() {
-            return Err(CreditError::Refused(cooldown_refusal(left)));
-        }
     }
     let day = day_of(now);
     let scopes = Scopes::new(nonce.user_id, &nonce.device_hash, nonce.ip.as_deref());
@@ -967,6 +975,14 @@ async fn credit_in(
         let Some(scope) = scope else { continue };
         if !bump(txn, scope, &day, cap).await? {
             return Err(CreditError::Refused(cap_refusal(i, now)));
+        }
+    }
+    if interval {
+        // The device's counter row is locked now too, so two accounts crediting on one
+        // device also run one after another and the second sees the first's reward.
+        let left = last_reward_left(txn, state, nonce.user_id, &nonce.device_hash).await?;
+        if !left.is_zero() {
+            return Err(CreditError::Refused(cooldown_refusal(left)));
         }
     }
     let id = Uuid::now_v7();
@@ -985,8 +1001,7 @@ async fn credit_in(
             "placement": nonce.placement,
         })),
     )
-    .await
-    .map_err(CreditError::Wallet)?;
+    .await?;
     if moved.replayed {
         return Ok(None);
     }
@@ -1049,7 +1064,10 @@ pub async fn record_ssv_outcome(state: &AppState, ok: bool) {
     if let Err(e) = state.kv.incr(&key, 1, ttl).await {
         tracing::warn!(error = %e, "SSV outcome not counted");
     }
-    *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if !ok {
+        // A failure may tip the ratio: read it afresh. Successes wait for the 5 s refresh.
+        *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Failed share of the SSV callbacks of the last 30 minutes (0 below [`MIN_SAMPLE`]); read
@@ -1145,18 +1163,28 @@ pub async fn postback(
         .filter(ad_nonce::Column::PostbackAt.is_null())
         .exec(state.db.conn())
         .await?;
+    if recorded.rows_affected == 1 {
+        tracing::info!(user.id = %row.user_id, event, price = ?price, "Monetag postback recorded");
+    }
+    // Read again after the write: a completion racing this postback is seen here if this
+    // one is not seen there; and a repeated postback still releases a completion whose
+    // credit failed the first time.
+    let fresh = ad_nonce::Entity::find_by_id(ymid.to_owned())
+        .one(state.db.conn())
+        .await?
+        .unwrap_or(row);
+    let waiting = state.config.ads.monetag_require_postback
+        && fresh.postback_event.as_deref() == Some("valued")
+        && fresh.client_completed_at.is_some()
+        && fresh.credited_at.is_none();
+    if waiting {
+        return credit(state, &Grant::from(&fresh), None, "monetag", None)
+            .await
+            .map(Some);
+    }
     if recorded.rows_affected == 0 {
         // Deduplicated on ymid.
         return Ok(None);
-    }
-    tracing::info!(user.id = %row.user_id, event, price = ?price, "Monetag postback recorded");
-    let waiting = state.config.ads.monetag_require_postback
-        && row.client_completed_at.is_some()
-        && row.credited_at.is_none();
-    if event == "valued" && waiting {
-        return credit(state, &Grant::from(&row), None, "monetag", None)
-            .await
-            .map(Some);
     }
     Ok(Some(Completed {
         outcome: Outcome::Pending,

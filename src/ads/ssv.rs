@@ -178,20 +178,31 @@ pub fn is_google(raw_query: &str) -> bool {
 }
 
 /// Splits a Google callback; `Err(parameter)` names the first one missing or malformed.
+/// The parameters come from the signed part only, and after it stand exactly `signature`
+/// and `key_id`: anything appended past the signature is refused, never read (a repeated
+/// name there would otherwise override a signed value).
 pub fn parse_google(raw_query: &str) -> Result<GoogleCallback<'_>, &'static str> {
     let at = raw_query.find("&signature=").ok_or("signature")?;
     let signed = &raw_query[..at];
-    let params: HashMap<String, String> = url::form_urlencoded::parse(raw_query.as_bytes())
+    let params: HashMap<String, String> = url::form_urlencoded::parse(signed.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let signature = params.get("signature").cloned().ok_or("signature")?;
-    let key_id = params
-        .get("key_id")
-        .and_then(|k| k.parse().ok())
-        .ok_or("key_id")?;
+    let tail: Vec<(String, String)> = url::form_urlencoded::parse(&raw_query.as_bytes()[at + 1..])
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let [(sig_name, signature), (key_name, key_id)] = tail.as_slice() else {
+        return Err("key_id");
+    };
+    if sig_name != "signature" || signature.is_empty() {
+        return Err("signature");
+    }
+    if key_name != "key_id" || params.contains_key("signature") || params.contains_key("key_id") {
+        return Err("key_id");
+    }
+    let key_id = key_id.parse().map_err(|_| "key_id")?;
     Ok(GoogleCallback {
         signed,
-        signature,
+        signature: signature.clone(),
         key_id,
         params,
     })
@@ -301,6 +312,11 @@ mod tests {
             cb.signed.as_bytes(),
             "not base64!"
         ));
+        // Nothing after key_id is read: an appended user_id cannot override the signed one.
+        assert_eq!(
+            parse_google(&format!("{q}&user_id=attacker")).unwrap_err(),
+            "key_id"
+        );
         assert_eq!(parse_google("a=1&key_id=2"), Err("signature"));
         assert_eq!(
             parse_google("a=1&signature=x&key_id=z").unwrap_err(),

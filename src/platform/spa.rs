@@ -47,16 +47,16 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 /// The file under `root` that `path` names, if it is a plain relative path (no `..`, no
-/// absolute parts).
+/// absolute parts, no dotfiles) to something other than a page.
 fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     let relative = Path::new(path.trim_start_matches('/'));
-    if relative
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return None;
-    }
-    Some(root.join(relative))
+    let plain = relative.components().all(|c| match c {
+        Component::Normal(part) => !part.to_string_lossy().starts_with('.'),
+        _ => false,
+    });
+    // Pages (index.html above all) go out only with their headers, below.
+    let page = relative.extension().is_some_and(|e| e == "html");
+    (plain && !page).then(|| root.join(relative))
 }
 
 /// The Content-Security-Policy of the app: its own origin, plus the ad and challenge
@@ -64,35 +64,41 @@ fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
 pub fn content_security_policy(state: &AppState) -> String {
     let public = state.config.public_url();
     let own = public.origin().ascii_serialization();
-    let mut scripts = vec!["'self'".to_owned()];
-    let mut frames = vec!["'self'".to_owned()];
-    let mut foreign = |url: &str, frames_too: bool| {
+    // Hosts of the enabled third parties: their scripts, frames, calls, images and video.
+    let mut hosts: Vec<String> = Vec::new();
+    let mut foreign = |url: &str| {
         if let Ok(u) = url::Url::parse(url) {
             let origin = u.origin().ascii_serialization();
-            if origin != own && !scripts.contains(&origin) {
-                scripts.push(origin.clone());
-                if frames_too {
-                    frames.push(origin);
-                }
+            if origin != own && !hosts.contains(&origin) {
+                hosts.push(origin);
             }
         }
     };
     if let Some(m) = &state.ads.monetag {
-        foreign(&m.script_url, true);
+        foreign(&m.script_url);
     }
-    if let Some(tag) = &state.ads.ad_tag_base {
-        foreign(tag.as_str(), true);
-        if state.ads.dev.is_none() {
-            foreign("https://imasdk.googleapis.com/", true);
-        }
+    if let Some(tag) = &state.ads.ad_tag_base
+        && !state.ads.dev_tag
+    {
+        foreign(tag.as_str());
+        foreign("https://imasdk.googleapis.com/");
     }
     if state.config.ads.turnstile_site_key.is_some() {
-        foreign("https://challenges.cloudflare.com/", true);
+        foreign("https://challenges.cloudflare.com/");
     }
+    let with = |base: &str| {
+        std::iter::once(base.to_owned())
+            .chain(hosts.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     format!(
-        "default-src 'self'; script-src {}; frame-src {}; connect-src 'self'; img-src 'self' data:; style-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
-        scripts.join(" "),
-        frames.join(" ")
+        "default-src 'self'; script-src {}; frame-src {}; connect-src {}; img-src {}; media-src {}; style-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+        with("'self'"),
+        with("'self'"),
+        with("'self'"),
+        with("'self' data:"),
+        with("'self' blob:"),
     )
 }
 
@@ -160,6 +166,13 @@ mod tests {
         );
         assert_eq!(resolve(root, "/assets/../../etc/passwd"), None);
         assert_eq!(resolve(root, "/./index.html"), None);
+        assert_eq!(
+            resolve(root, "/index.html"),
+            None,
+            "pages go out with their headers"
+        );
+        assert_eq!(resolve(root, "/.env"), None);
+        assert_eq!(resolve(root, "/assets/.hidden/x.js"), None);
         assert_eq!(
             content_type(Path::new("a.js")),
             "text/javascript; charset=utf-8"

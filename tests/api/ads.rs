@@ -1177,6 +1177,7 @@ async fn the_failure_window_halves_the_cap_for_thirty_minutes() {
         .configure(|c| {
             ads_on(c);
             c.identity.admin_emails = vec!["boss@example.com".into()];
+            c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         })
         .spawn()
         .await;
@@ -1194,12 +1195,30 @@ async fn the_failure_window_halves_the_cap_for_thirty_minutes() {
         .await;
     assert_eq!(error_of(&forbidden).0, "FORBIDDEN");
 
+    let bad = |i: usize, from: String| {
+        let app = &app;
+        let uid = boss.user_id.clone();
+        async move {
+            let q =
+                format!("/ads/ssv?eventId=bad-{i}&uid={uid}&nonce=n&amount=5&duration=30&sig=00");
+            let r = app
+                .client
+                .get(app.url(&q))
+                .header("x-forwarded-for", from)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400);
+        }
+    };
+    // One address alone counts a few failures a minute: not enough to move the window.
     for i in 0..25 {
-        let q = format!(
-            "/ads/ssv?eventId=bad-{i}&uid={}&nonce=n&amount=5&duration=30&sig=00",
-            boss.user_id
-        );
-        assert_eq!(get(&app, &q).await.0, 400);
+        bad(i, "203.0.113.50".into()).await;
+    }
+    assert_eq!(stats(&app, &boss).await["failureRatio"], 0.0);
+    // Many addresses failing do.
+    for i in 0..25 {
+        bad(100 + i, format!("198.51.100.{i}")).await;
     }
     let during = stats(&app, &boss).await;
     assert_eq!(during["failureRatio"], 1.0, "{during}");
@@ -1425,4 +1444,112 @@ async fn a_credit_reaches_wallet_changed_subscribers() {
         .expect("walletChanged within 5 s");
     assert_eq!(message["type"], "next", "{message}");
     assert_eq!(message["payload"]["data"]["walletChanged"]["balance"], 5);
+}
+
+#[tokio::test]
+async fn google_callbacks_are_read_from_the_signed_part_and_for_our_ad_units_only() {
+    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
+    let keys = google.keys_url();
+    let app = builder()
+        .configure(move |c| {
+            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
+            c.ads.ads_ssv_ad_units = vec!["1234567890".into()];
+            c.ads.min_interval = 0;
+        })
+        .spawn()
+        .await;
+    let sam = app.register("sam@example.com", "sam").await;
+    let eve = app.register("eve@example.com", "eve").await;
+    let sams = gma_nonce(&app, &sam).await;
+    let eves = gma_nonce(&app, &eve).await;
+    let ts = now_ms(&app);
+    // Eve appends her own nonce and id after a callback signed for Sam's: refused, unread.
+    let signed = google.callback(&google_params(&sams, &sam.user_id, "tx-a", &ts));
+    let appended = format!(
+        "{signed}&custom_data={eves}&user_id={}&transaction_id=tx-b",
+        eve.user_id
+    );
+    let (status, body) = get(&app, &format!("/ads/ssv?{appended}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("missing_parameter"))
+    );
+    assert_eq!(balance(&app, &eve).await, 0);
+    // Another publisher's ad unit, validly signed by Google: not credited here.
+    let mut foreign = google_params(&eves, &eve.user_id, "tx-c", &ts);
+    foreign[1] = ("ad_unit", "9999999999");
+    let (status, body) = get(&app, &format!("/ads/ssv?{}", google.callback(&foreign))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unknown_ad_unit"))
+    );
+    assert_eq!(balance(&app, &eve).await, 0);
+    // The untouched callback credits its own user.
+    let (status, body) = get(&app, &format!("/ads/ssv?{signed}")).await;
+    assert_eq!((status, body["credited"].as_i64()), (200, Some(5)));
+    assert_eq!(balance(&app, &sam).await, 5);
+}
+
+#[tokio::test]
+async fn postbacks_need_the_configured_key() {
+    let app = builder()
+        .configure(|c| {
+            c.ads.monetag_require_postback = true;
+            c.ads.monetag_postback_key = Some(tessera::config::Secret::new("pb-key"));
+        })
+        .spawn()
+        .await;
+    let sam = app.register("sam@example.com", "sam").await;
+    let (nonce, t) = ticket(&app, &sam).await;
+    advance(&app, 31);
+    assert_eq!(outcome(&complete(&app, &sam, &t, 31).await), "PENDING");
+    // What a client could send itself: the ymid it was given, without the key.
+    let (status, body) = monetag_postback(&format!("http://{}", app.addr), &nonce, "valued", "1")
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "bad_postback_key"
+    );
+    let wrong = get(
+        &app,
+        &format!("/ads/monetag/postback?ymid={nonce}&reward_event_type=valued&key=nope"),
+    )
+    .await;
+    assert_eq!(wrong.0, 403);
+    assert_eq!(balance(&app, &sam).await, 0);
+    let (status, body) = get(
+        &app,
+        &format!("/ads/monetag/postback?ymid={nonce}&reward_event_type=valued&estimated_price=0.01&key=pb-key"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["credited"].as_i64()),
+        (200, Some(5)),
+        "{body}"
+    );
+    assert_eq!(balance(&app, &sam).await, 5);
+}
+
+#[tokio::test]
+async fn two_accounts_on_one_device_share_its_cooldown_under_a_race() {
+    let app = builder().spawn().await;
+    let sam = app.register("sam@example.com", "sam").await;
+    let ann = app.register("ann@example.com", "ann").await;
+    let (_, t1) = ticket(&app, &sam).await;
+    let (_, t2) = ticket(&app, &ann).await;
+    advance(&app, 31);
+    let (a, b) = futures_util::join!(complete(&app, &sam, &t1, 31), complete(&app, &ann, &t2, 31));
+    let credited = [&a, &b]
+        .iter()
+        .filter(|x| x["data"]["completeAdReward"]["status"] == "CREDITED")
+        .count();
+    let cooled = [&a, &b]
+        .iter()
+        .filter(|x| error_of(x) == ("RATE_LIMITED".into(), "cooldown".into()))
+        .count();
+    assert_eq!((credited, cooled), (1, 1), "{a} {b}");
+    assert_eq!(rewards(&app).await, 1);
+    assert_sound(&app).await;
 }

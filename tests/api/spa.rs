@@ -41,7 +41,13 @@ async fn the_app_is_served_with_its_caching_and_policy() {
         })
         .spawn()
         .await;
-    for path in ["/", "/wallet", "/vps/sessions/123", "/signin?next=%2Fearn"] {
+    for path in [
+        "/",
+        "/index.html",
+        "/wallet",
+        "/vps/sessions/123",
+        "/signin?next=%2Fearn",
+    ] {
         let r = get(&app, path, HTML).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["cache-control"], "no-cache");
@@ -51,8 +57,12 @@ async fn the_app_is_served_with_its_caching_and_policy() {
             .to_owned();
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert!(
-            csp.contains("script-src 'self' https://cdn.ads.example"),
+            csp.contains("script-src 'self' https://cdn.ads.example;"),
             "the enabled ad SDK's host only: {csp}"
+        );
+        assert!(
+            csp.contains("img-src 'self' data: https://cdn.ads.example;"),
+            "{csp}"
         );
         assert!(!csp.contains("challenges.cloudflare.com"), "{csp}");
         assert!(r.text().await.unwrap().contains("<div id=root>"));

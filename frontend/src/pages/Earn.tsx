@@ -98,6 +98,17 @@ export function EarnPage() {
   const [message, setMessage] = useState<string>('');
   const [player, setPlayer] = useState<string | null>(null);
   const lastTicket = useRef<string | null>(null);
+  // The dev GMA player says when its ad ended; the credit arrives by SSV meanwhile.
+  useEffect(() => {
+    const ended = (e: MessageEvent) => {
+      if (e.origin !== location.origin || (e.data as { type?: string } | null)?.type !== 'tessera-dev-ad-ended') return;
+      setPlayer(null);
+      setMessage('The ad has played.');
+      refresh({ requestPolicy: 'network-only' });
+    };
+    window.addEventListener('message', ended);
+    return () => window.removeEventListener('message', ended);
+  }, [refresh]);
   const status = data?.adRewardStatus;
   const required = status?.requiredSeconds ?? 0;
   const reload = useCallback(() => refresh({ requestPolicy: 'network-only' }), [refresh]);
@@ -179,7 +190,7 @@ export function EarnPage() {
             <button
               key={p}
               type="button"
-              disabled={phase !== 'idle' || capped || status.cooldownSeconds > 0}
+              disabled={phase !== 'idle' || player !== null || capped || status.cooldownSeconds > 0}
               onClick={() => void watch(p)}
             >
               Watch {p === 'MONETAG' ? 'an ad' : 'a video ad'}
@@ -197,7 +208,7 @@ export function EarnPage() {
           </p>
         )}
         <ProblemAlert problem={problem} onRetry={reload} />
-        {player && <iframe title="Video ad" src={player} className="player" onLoad={reload} />}
+        {player && <iframe title="Video ad" src={player} className="player" />}
       </div>
     </section>
   );
