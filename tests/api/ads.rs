@@ -617,18 +617,27 @@ async fn gma_nonce(app: &TestApp, s: &Session) -> String {
     nonce
 }
 
+/// A Google key server and an app that fetches its keys, with `configure` on top.
+async fn with_google(configure: impl FnOnce(&mut Config) + Send + 'static) -> (GoogleSsv, TestApp) {
+    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
+    let keys = google.keys_url();
+    let app = builder()
+        .configure(move |c| {
+            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
+            configure(c);
+        })
+        .spawn()
+        .await;
+    (google, app)
+}
+
 fn now_ms(app: &TestApp) -> String {
     app.state.ads.clock.now().timestamp_millis().to_string()
 }
 
 #[tokio::test]
 async fn google_callbacks_credit_once_and_forgeries_are_refused() {
-    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
-    let keys = google.keys_url();
-    let app = builder()
-        .configure(move |c| c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap()))
-        .spawn()
-        .await;
+    let (google, app) = with_google(|_| {}).await;
     let sam = app.register("sam@example.com", "sam").await;
     let eve = app.register("eve@example.com", "eve").await;
     let nonce = gma_nonce(&app, &sam).await;
@@ -710,15 +719,10 @@ async fn google_callbacks_credit_once_and_forgeries_are_refused() {
 
 #[tokio::test]
 async fn rotated_google_keys_are_refetched_at_most_once_a_minute() {
-    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
-    let keys = google.keys_url();
-    let app = builder()
-        .configure(move |c| {
-            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
-            c.ads.min_interval = 0;
-        })
-        .spawn()
-        .await;
+    let (google, app) = with_google(|c| {
+        c.ads.min_interval = 0;
+    })
+    .await;
     let sam = app.register("sam@example.com", "sam").await;
     let first = gma_nonce(&app, &sam).await;
     let q = google.callback(&google_params(&first, &sam.user_id, "r-1", &now_ms(&app)));
@@ -949,15 +953,10 @@ async fn twenty_completions_of_one_nonce_credit_once() {
 
 #[tokio::test]
 async fn twenty_deliveries_of_one_transaction_credit_once() {
-    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
-    let keys = google.keys_url();
-    let app = builder()
-        .configure(move |c| {
-            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
-            c.ads.ads_ssv_rate = "100/1s".parse().unwrap();
-        })
-        .spawn()
-        .await;
+    let (google, app) = with_google(|c| {
+        c.ads.ads_ssv_rate = "100/1s".parse().unwrap();
+    })
+    .await;
     let sam = app.register("sam@example.com", "sam").await;
     let nonce = gma_nonce(&app, &sam).await;
     let q = google.callback(&google_params(
@@ -1369,19 +1368,14 @@ async fn dev_fake_routes_are_gone_when_off() {
 
 #[tokio::test]
 async fn prepare_and_ssv_are_rate_limited_and_ssv_honours_the_caps() {
-    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
-    let keys = google.keys_url();
-    let app = builder()
-        .configure(move |c| {
-            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
-            c.ads.ads_prepare_rate = "3/10s".parse().unwrap();
-            c.ads.ads_ssv_rate = "2/10s".parse().unwrap();
-            c.ads.daily_cap_user = 2;
-            c.ads.rwd_per_day_min = 1;
-            c.ads.min_interval = 0;
-        })
-        .spawn()
-        .await;
+    let (google, app) = with_google(|c| {
+        c.ads.ads_prepare_rate = "3/10s".parse().unwrap();
+        c.ads.ads_ssv_rate = "2/10s".parse().unwrap();
+        c.ads.daily_cap_user = 2;
+        c.ads.rwd_per_day_min = 1;
+        c.ads.min_interval = 0;
+    })
+    .await;
     let sam = app.register("sam@example.com", "sam").await;
     let mut nonces = Vec::new();
     for _ in 0..3 {
@@ -1448,16 +1442,11 @@ async fn a_credit_reaches_wallet_changed_subscribers() {
 
 #[tokio::test]
 async fn google_callbacks_are_read_from_the_signed_part_and_for_our_ad_units_only() {
-    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
-    let keys = google.keys_url();
-    let app = builder()
-        .configure(move |c| {
-            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
-            c.ads.ads_ssv_ad_units = vec!["1234567890".into()];
-            c.ads.min_interval = 0;
-        })
-        .spawn()
-        .await;
+    let (google, app) = with_google(|c| {
+        c.ads.ads_ssv_ad_units = vec!["1234567890".into()];
+        c.ads.min_interval = 0;
+    })
+    .await;
     let sam = app.register("sam@example.com", "sam").await;
     let eve = app.register("eve@example.com", "eve").await;
     let sams = gma_nonce(&app, &sam).await;
