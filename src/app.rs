@@ -55,6 +55,7 @@ pub struct AppStateInner {
     pub identity: Arc<crate::identity::Identity>,
     pub access: Arc<crate::access::AccessState>,
     pub ads: Arc<crate::ads::AdsState>,
+    pub billing: Arc<crate::billing::BillingState>,
     pub mailer: Arc<crate::platform::mail::Mailer>,
     /// Session revocations seen by this instance, for open WebSockets.
     pub revocations: tokio::sync::broadcast::Sender<crate::identity::auth::Revocation>,
@@ -91,10 +92,12 @@ impl Application {
         let identity = Arc::new(crate::identity::Identity::new(&config)?);
         let access = Arc::new(crate::access::AccessState::new(&config)?);
         let ads = Arc::new(crate::ads::AdsState::new(&config)?);
+        let billing = Arc::new(crate::billing::BillingState::new(&config)?);
         let state = AppState(Arc::new(AppStateInner {
             identity,
             access,
             ads,
+            billing,
             mailer: Arc::new(crate::platform::mail::Mailer::new(&config.mail)?),
             revocations: tokio::sync::broadcast::channel(1024).0,
             metrics: Metrics::new(&config)?,
@@ -148,6 +151,8 @@ impl Application {
             state.clone(),
             state.config.vps.vps_sweep_interval.0,
         ));
+        let billing_processor = tokio::spawn(crate::billing::service::run_processor(state.clone()));
+        let billing_sweeper = tokio::spawn(crate::billing::service::run_sweeper(state.clone()));
         let embedded_worker = state
             .config
             .embedded_worker_enabled()
@@ -183,6 +188,8 @@ impl Application {
         let _ = flusher.await;
         let _ = sweeper.await;
         let _ = vps_sweeper.await;
+        let _ = billing_processor.await;
+        let _ = billing_sweeper.await;
         if let Some(worker) = embedded_worker {
             let _ = worker.await;
         }
@@ -320,6 +327,16 @@ fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
             "/dev/ads/gma/complete",
             poem::post(crate::ads::dev::gma_complete)
                 .with(Observed::new("/dev/ads/gma/complete", state)),
+        )
+        .at(
+            "/webhooks/stripe",
+            poem::post(crate::billing::webhook::stripe_webhook)
+                .with(Observed::new("/webhooks/stripe", state)),
+        )
+        .at(
+            "/billing/return",
+            poem::get(crate::billing::http::checkout_return)
+                .with(Observed::new("/billing/return", state)),
         )
         .at(
             "/health",

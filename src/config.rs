@@ -382,6 +382,9 @@ pub struct Config {
     #[command(flatten)]
     pub ads: crate::ads::config::AdsConfig,
 
+    #[command(flatten)]
+    pub billing: crate::billing::config::BillingConfig,
+
     /// The built single-page app (`npm run build` in frontend/), served at `/`; relative to
     /// the working directory. A missing folder serves no app.
     #[arg(

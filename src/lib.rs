@@ -8,6 +8,7 @@
 pub mod access;
 pub mod ads;
 pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod graphql;

@@ -14,6 +14,7 @@ mod m20261125_000004_create_wallet;
 mod m20261125_000005_create_access_tokens;
 mod m20261125_000006_create_vps;
 mod m20261126_000007_create_ads;
+mod m20261126_000008_create_billing;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_create_access_tokens::Migration),
             Box::new(m20261125_000006_create_vps::Migration),
             Box::new(m20261126_000007_create_ads::Migration),
+            Box::new(m20261126_000008_create_billing::Migration),
         ]
     }
 }

@@ -23,39 +23,14 @@ pub mod service;
 pub mod ssv;
 pub mod ticket;
 
-use std::{
-    path::Path,
-    sync::{
-        Mutex,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::Path, sync::Mutex, time::Duration};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
-/// The ads domain's clock: the wall clock plus an offset that tests move forward (cooldowns,
-/// ticket expiry, the failure window and the UTC day all read it).
-#[derive(Debug, Default)]
-pub struct Clock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock {
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
-    }
-
-    /// Moves this clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
-    }
-}
+pub use crate::platform::clock::Clock;
 
 /// Monetag as offered to clients.
 #[derive(Debug, Clone)]

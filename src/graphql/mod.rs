@@ -21,6 +21,9 @@ pub use error::{ApiError, ErrorCode};
 
 use crate::access::graphql::{AccessAdminQuery, AccessMutation, AccessQuery};
 use crate::ads::graphql::{AdsAdminQuery, AdsMutation, AdsQuery};
+use crate::billing::graphql::{
+    BillingAdminQuery, BillingMutation, BillingQuery, BillingSubscriptionRoot,
+};
 use crate::{
     app::AppState,
     identity::{
@@ -129,6 +132,7 @@ pub struct Query(
     AccessQuery,
     VpsQuery,
     AdsQuery,
+    BillingQuery,
     AdminRoot,
 );
 
@@ -139,10 +143,11 @@ pub struct Mutation(
     AccessMutation,
     VpsMutation,
     AdsMutation,
+    BillingMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(WalletSubscription, VpsSubscription);
+pub struct Subscription(WalletSubscription, VpsSubscription, BillingSubscriptionRoot);
 
 /// Everything only admins may read, one field per domain.
 #[derive(MergedObject, Default)]
@@ -151,6 +156,7 @@ pub struct AdminQuery(
     AccessAdminQuery,
     VpsAdminQuery,
     AdsAdminQuery,
+    BillingAdminQuery,
 );
 
 #[derive(Default)]

@@ -129,6 +129,26 @@ impl User {
         crate::ads::graphql::connection(ctx, self.id, first, after).await
     }
 
+    /// The current plan subscription, if any. The user themself or admins only.
+    async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<crate::billing::graphql::BillingSubscription>> {
+        ctx.owner_or_admin(self.id)?;
+        crate::billing::graphql::current(ctx, self.id).await
+    }
+
+    /// Paid invoices, newest first. The user themself or admins only.
+    async fn payments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<crate::billing::graphql::PaymentConnection> {
+        ctx.owner_or_admin(self.id)?;
+        crate::billing::graphql::payments(ctx, self.id, first, after).await
+    }
+
     /// VPS sessions, newest first (one status with `status`). The user themself or admins
     /// only.
     async fn vps_sessions(

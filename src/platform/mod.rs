@@ -2,6 +2,7 @@
 //! probes, telemetry, the audit log.
 
 pub mod audit;
+pub mod clock;
 pub mod db;
 pub mod http;
 pub mod kv;

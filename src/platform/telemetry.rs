@@ -123,6 +123,8 @@ pub struct Metrics {
     ads_reward_amount: Counter<u64>,
     ads_failure_ratio: opentelemetry::metrics::Gauge<f64>,
     ads_effective_cap: opentelemetry::metrics::Gauge<u64>,
+    stripe_webhooks: Counter<u64>,
+    billing_events: Counter<u64>,
 }
 
 impl Metrics {
@@ -203,6 +205,14 @@ impl Metrics {
             ads_effective_cap: meter
                 .u64_gauge("rewarded_ads_effective_daily_cap")
                 .with_description("Rewards per user per day after the adaptive cut")
+                .build(),
+            stripe_webhooks: meter
+                .u64_counter("stripe_webhooks")
+                .with_description("Stripe webhooks received, by outcome (stored, duplicate, ignored or the refusal reason)")
+                .build(),
+            billing_events: meter
+                .u64_counter("billing_events_processed")
+                .with_description("Stored Stripe events processed, by type and outcome")
                 .build(),
             _provider: provider,
         })
@@ -291,6 +301,21 @@ impl Metrics {
 
     pub fn record_ads_effective_cap(&self, cap: u64) {
         self.ads_effective_cap.record(cap, &[]);
+    }
+
+    pub fn record_stripe_webhook(&self, outcome: &'static str) {
+        self.stripe_webhooks
+            .add(1, &[KeyValue::new("outcome", outcome)]);
+    }
+
+    pub fn record_billing_event(&self, kind: &str, outcome: &'static str) {
+        self.billing_events.add(
+            1,
+            &[
+                KeyValue::new("type", kind.to_owned()),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
     }
 
     /// The Prometheus text exposition of every instrument.

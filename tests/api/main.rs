@@ -2,6 +2,7 @@
 
 mod access;
 mod ads;
+mod billing;
 mod cli;
 mod database;
 mod graphql_http;

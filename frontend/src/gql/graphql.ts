@@ -187,6 +187,8 @@ export type AdminQuery = {
   accessTokens: AccessTokenConnection;
   /** Ad rewards today and the fraud signal behind the cap. */
   adStats: AdStats;
+  /** Billing's health. */
+  billing: BillingAdmin;
   ledger: Ledger;
   /** Anyone's sessions (one user's with `userId`), newest first. */
   vpsSessions: VpsSessionConnection;
@@ -239,6 +241,45 @@ export type AuthProviderKind =
   | 'GITHUB'
   | 'GOOGLE';
 
+export type BillingAdmin = {
+  __typename?: 'BillingAdmin';
+  /** Running subscriptions whose local state and Stripe's disagree (read from Stripe now). */
+  drift: Array<DriftEntry>;
+};
+
+export type BillingPortalSession = {
+  __typename?: 'BillingPortalSession';
+  url: Scalars['String']['output'];
+};
+
+export type BillingStatus =
+  | 'ACTIVE'
+  | 'CANCELED'
+  | 'INCOMPLETE'
+  | 'INCOMPLETE_EXPIRED'
+  | 'PAST_DUE'
+  | 'PAUSED'
+  | 'TRIALING'
+  | 'UNPAID';
+
+export type BillingSubscription = {
+  __typename?: 'BillingSubscription';
+  /**
+   * Whether it gives access now: active or trialing, or past due within the grace days,
+   * until the period (plus the grace) ends.
+   */
+  active: Scalars['Boolean']['output'];
+  /** Ends with the period unless resumed. */
+  cancelAtPeriodEnd: Scalars['Boolean']['output'];
+  canceledAt?: Maybe<Scalars['DateTime']['output']>;
+  currentPeriodEnd: Scalars['DateTime']['output'];
+  currentPeriodStart: Scalars['DateTime']['output'];
+  id: Scalars['ID']['output'];
+  /** The plan it pays for (none for a Price no plan knows). */
+  plan?: Maybe<Plan>;
+  status: BillingStatus;
+};
+
 /** One step of a session's provisioning checklist. */
 export type ChecklistStep = {
   __typename?: 'ChecklistStep';
@@ -248,6 +289,14 @@ export type ChecklistStep = {
   status: StepStatus;
   title: Scalars['String']['output'];
   updatedAt?: Maybe<Scalars['DateTime']['output']>;
+};
+
+export type CheckoutSession = {
+  __typename?: 'CheckoutSession';
+  expiresAt: Scalars['DateTime']['output'];
+  id: Scalars['String']['output'];
+  /** Stripe's hosted Checkout page: send the browser there. */
+  url: Scalars['String']['output'];
 };
 
 export type CompleteAdRewardInput = {
@@ -262,6 +311,13 @@ export type Direction =
   | 'CREDIT'
   /** Out of this wallet. */
   | 'DEBIT';
+
+export type DriftEntry = {
+  __typename?: 'DriftEntry';
+  local: Scalars['String']['output'];
+  remote: Scalars['String']['output'];
+  subscriptionId: Scalars['String']['output'];
+};
 
 export type Identity = {
   __typename?: 'Identity';
@@ -297,13 +353,24 @@ export type MonetagParams = {
 
 export type Mutation = {
   __typename?: 'Mutation';
+  /** Admin: takes a plan off sale (audited). */
+  archivePlan: Plan;
+  /** Cancels at the period's end (default) or now. */
+  cancelSubscription: BillingSubscription;
   /** Changes the password; every other session ends. */
   changePassword: Scalars['Boolean']['output'];
+  /**
+   * Moves the running subscription to `planId`: an upgrade now, prorated and charged at
+   * once; a downgrade without proration (the lower allowance starts next period).
+   */
+  changePlan: BillingSubscription;
   /**
    * Completes a Monetag ad: credits once (DUPLICATE on a retry), or PENDING until
    * Monetag's postback when the server waits for it.
    */
   completeAdReward: AdRewardResult;
+  /** Admin: a new plan (synced to Stripe when it is configured; audited). */
+  createPlan: Plan;
   /** Admin: adds a product (audited). */
   createVpsProduct: VpsProduct;
   /** Admin: registers a worker; its key id and secret are shown once (audited). */
@@ -320,6 +387,8 @@ export type Mutation = {
   loginWithCode: AuthPayload;
   /** Ends this session, or every session of the account. */
   logout: Scalars['Boolean']['output'];
+  /** Stripe's Billing Portal (cards, invoices) for the viewer's customer. */
+  openBillingPortal: BillingPortalSession;
   /** Issues a nonce and a signed ticket for one ad, after the caller's checks. */
   prepareAdReward: AdRewardTicket;
   /** Buys a token with coins. The same `idempotencyKey` returns the same purchase. */
@@ -339,6 +408,8 @@ export type Mutation = {
   requestPasswordReset: Scalars['Boolean']['output'];
   /** Sets a new password with a reset link's token (single use, 30 minutes); every session ends. */
   resetPassword: Scalars['Boolean']['output'];
+  /** Undoes a scheduled cancellation while the period runs. */
+  resumeSubscription: BillingSubscription;
   /**
    * Revokes a token at once, on every instance (its open WebSockets close). Yours, or
    * anyone's for an admin. Revoking twice returns it unchanged.
@@ -351,6 +422,11 @@ export type Mutation = {
   /** Admin: online, draining (no new sessions) or disabled (every request refused). */
   setWorkerStatus: Worker;
   /**
+   * A Stripe Checkout to subscribe to `planId` (CONFLICT while a subscription is
+   * active: use `changePlan`).
+   */
+  startCheckout: CheckoutSession;
+  /**
    * Starts a session: reserves hours × price now, posted when the machine runs. Placed on
    * a worker with room, or queued until one has.
    */
@@ -360,8 +436,15 @@ export type Mutation = {
    * Stopping twice returns it unchanged.
    */
   stopVpsSession: VpsSession;
+  /** Admin: every plan's Product and Price brought in line with it. */
+  syncPlansToStripe: Array<Plan>;
   /** Removes a linked provider. Refused when it is the only way left to sign in. */
   unlinkIdentity: User;
+  /**
+   * Admin: new terms make a new Stripe Price; subscribers keep theirs until they change
+   * plan (audited).
+   */
+  updatePlan: Plan;
   /**
    * Changes your username, display name or avatar; omitted fields stay, "" clears an
    * optional one.
@@ -374,14 +457,34 @@ export type Mutation = {
 };
 
 
+export type MutationArchivePlanArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationCancelSubscriptionArgs = {
+  atPeriodEnd?: Scalars['Boolean']['input'];
+};
+
+
 export type MutationChangePasswordArgs = {
   currentPassword: Scalars['String']['input'];
   newPassword: Scalars['String']['input'];
 };
 
 
+export type MutationChangePlanArgs = {
+  planId: Scalars['ID']['input'];
+};
+
+
 export type MutationCompleteAdRewardArgs = {
   input: CompleteAdRewardInput;
+};
+
+
+export type MutationCreatePlanArgs = {
+  input: PlanInput;
 };
 
 
@@ -490,6 +593,11 @@ export type MutationSetWorkerStatusArgs = {
 };
 
 
+export type MutationStartCheckoutArgs = {
+  planId: Scalars['ID']['input'];
+};
+
+
 export type MutationStartVpsSessionArgs = {
   input: StartVpsSessionInput;
 };
@@ -502,6 +610,12 @@ export type MutationStopVpsSessionArgs = {
 
 export type MutationUnlinkIdentityArgs = {
   provider: AuthProviderKind;
+};
+
+
+export type MutationUpdatePlanArgs = {
+  id: Scalars['ID']['input'];
+  input: PlanInput;
 };
 
 
@@ -528,6 +642,84 @@ export type PageInfo = {
   hasPreviousPage: Scalars['Boolean']['output'];
   startCursor?: Maybe<Scalars['String']['output']>;
 };
+
+export type Payment = {
+  __typename?: 'Payment';
+  amountCents: Scalars['Int']['output'];
+  /** Coins this payment credited. */
+  coinAllowance: Scalars['Int']['output'];
+  currency: Scalars['String']['output'];
+  hostedInvoiceUrl?: Maybe<Scalars['String']['output']>;
+  id: Scalars['ID']['output'];
+  invoiceId: Scalars['String']['output'];
+  paidAt: Scalars['DateTime']['output'];
+  status: Scalars['String']['output'];
+};
+
+export type PaymentConnection = {
+  __typename?: 'PaymentConnection';
+  edges: Array<PaymentEdge>;
+  pageInfo: PageInfo;
+  totalCount: Scalars['Int']['output'];
+};
+
+export type PaymentEdge = {
+  __typename?: 'PaymentEdge';
+  cursor: Scalars['String']['output'];
+  node: Payment;
+};
+
+export type Plan = {
+  __typename?: 'Plan';
+  active: Scalars['Boolean']['output'];
+  /** Coins credited for each paid period. */
+  coinAllowance: Scalars['Int']['output'];
+  /** ISO 4217, lower case. */
+  currency: Scalars['String']['output'];
+  description: Scalars['String']['output'];
+  id: Scalars['ID']['output'];
+  interval: PlanInterval;
+  name: Scalars['String']['output'];
+  /** Price per interval in the currency's smallest unit. */
+  priceCents: Scalars['Int']['output'];
+  /** The Stripe Price that sells it now (none until synced). */
+  stripePriceId?: Maybe<Scalars['String']['output']>;
+  /** Orders plans: moving to a higher tier is an upgrade. */
+  tier: Scalars['Int']['output'];
+};
+
+export type PlanChangeLine = {
+  __typename?: 'PlanChangeLine';
+  amountCents: Scalars['Int']['output'];
+  description: Scalars['String']['output'];
+};
+
+export type PlanChangePreview = {
+  __typename?: 'PlanChangePreview';
+  /** Charged now (0 for a downgrade: the new price starts next period). */
+  amountDueCents: Scalars['Int']['output'];
+  currency: Scalars['String']['output'];
+  /**
+   * An upgrade: the proration lines charged now. A downgrade: the next period's invoice
+   * at the new price.
+   */
+  lines: Array<PlanChangeLine>;
+};
+
+export type PlanInput = {
+  active?: Scalars['Boolean']['input'];
+  coinAllowance: Scalars['Int']['input'];
+  currency?: Scalars['String']['input'];
+  description?: Scalars['String']['input'];
+  interval?: PlanInterval;
+  name: Scalars['String']['input'];
+  priceCents: Scalars['Int']['input'];
+  tier?: Scalars['Int']['input'];
+};
+
+export type PlanInterval =
+  | 'MONTH'
+  | 'YEAR';
 
 export type PrepareAdRewardInput = {
   /** With `timestamp` and `signature` when the server requires client signing. */
@@ -570,12 +762,29 @@ export type Query = {
    * error with the reason, so a client knows to refresh.
    */
   me?: Maybe<User>;
+  /** Plans on sale, lowest tier first (`includeArchived`: admins only). */
+  plans: Array<Plan>;
+  /**
+   * What changing to `planId` would charge now: an upgrade's proration, or nothing for
+   * a downgrade (its lower price starts next period).
+   */
+  previewPlanChange: PlanChangePreview;
   /** Version and backends of the server answering. */
   serverInfo: ServerInfo;
   /** Machines on sale, cheapest first (admins may ask for inactive ones too). */
   vpsProducts: Array<VpsProduct>;
   /** A session: yours, or anyone's for an admin. NOT_FOUND for anyone else. */
   vpsSession?: Maybe<VpsSession>;
+};
+
+
+export type QueryPlansArgs = {
+  includeArchived?: Scalars['Boolean']['input'];
+};
+
+
+export type QueryPreviewPlanChangeArgs = {
+  planId: Scalars['ID']['input'];
 };
 
 
@@ -644,6 +853,8 @@ export type StepStatus =
 
 export type Subscription = {
   __typename?: 'Subscription';
+  /** The viewer's subscription each time it changes (on any instance). */
+  subscriptionChanged?: Maybe<BillingSubscription>;
   /**
    * A session's progress: first a snapshot of the session and its whole checklist (or,
    * with `afterSeq`, every event after it), then each change in `seq` order, across
@@ -760,9 +971,13 @@ export type User = {
   id: Scalars['ID']['output'];
   /** Linked sign-in providers, oldest first. The user themself or admins only. */
   identities: Array<Identity>;
+  /** Paid invoices, newest first. The user themself or admins only. */
+  payments: PaymentConnection;
   role: Role;
   /** Signed-in sessions (devices), newest first. The user themself or admins only. */
   sessions: Array<Session>;
+  /** The current plan subscription, if any. The user themself or admins only. */
+  subscription?: Maybe<BillingSubscription>;
   username: Scalars['String']['output'];
   /**
    * VPS sessions, newest first (one status with `status`). The user themself or admins
@@ -782,6 +997,12 @@ export type UserAccessTokensArgs = {
 
 
 export type UserAdRewardsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+
+export type UserPaymentsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
 };

@@ -1,14 +1,16 @@
 //! Loopback fakes of the third parties Tessera talks to, each speaking the real wire
 //! protocol, for tests (in-process, on an ephemeral port) and for development (the
 //! `tessera-fakes` binary): SMTP, the sign-in providers (an OIDC issuer, Discord, GitHub),
-//! an upstream for the access proxy, and the ad stack (Turnstile, Google's SSV key server,
-//! Monetag postbacks). Stripe follows with billing.
+//! an upstream for the access proxy, the ad stack (Turnstile, Google's SSV key server,
+//! Monetag postbacks), and Stripe for billing (catalog, Checkout, subscriptions, invoices,
+//! signed webhooks).
 
 #![forbid(unsafe_code)]
 
 pub mod ads;
 pub mod oauth;
 pub mod smtp;
+pub mod stripe;
 pub mod upstream;
 
 /// Binds an HTTP fake to `addr` (port 0 for an ephemeral one): the acceptor to serve on,

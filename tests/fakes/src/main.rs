@@ -8,12 +8,16 @@
 //!   consent screen approves as, `POST /_control/deny` refuses the next one.
 //! - `turnstile --secret SECRET [--hostname HOST]`: Turnstile's siteverify (see `ads.rs`)
 //! - `google-ssv`: Google's SSV verifier-key server
+//! - `stripe [--webhook-url URL] [--webhook-secret SECRET]…`: Stripe's API (see `stripe.rs`),
+//!   posting signed events to the URL (one `v1` per secret); `POST /_control/…` drives the
+//!   subscription life cycle.
 
 use std::process::ExitCode;
 
 use tessera_fakes::oauth::{Flavor, OAuthFake};
 
 const USAGE: &str = "usage: tessera-fakes smtp|upstream|google-ssv [--listen 127.0.0.1:PORT]
+       tessera-fakes stripe [--listen 127.0.0.1:PORT] [--webhook-url URL] [--webhook-secret SECRET]...
        tessera-fakes turnstile [--listen 127.0.0.1:PORT] --secret SECRET [--hostname HOST]
        tessera-fakes google|discord|github [--listen 127.0.0.1:PORT] --client-id ID --client-secret SECRET";
 
@@ -76,6 +80,28 @@ async fn main() -> ExitCode {
         };
         println!("ready {}", fake.keys_url());
         let _ = tokio::signal::ctrl_c().await;
+        return ExitCode::SUCCESS;
+    }
+    if name == "stripe" {
+        let fake = match tessera_fakes::stripe::StripeFake::start(listen).await {
+            Ok(fake) => fake,
+            Err(e) => return cannot_listen(listen, e),
+        };
+        let secrets: Vec<&str> = args
+            .windows(2)
+            .filter(|w| w[0] == "--webhook-secret")
+            .map(|w| w[1].as_str())
+            .collect();
+        if let Some(url) = option(&args, "--webhook-url") {
+            fake.set_webhook(url, &secrets);
+        }
+        println!("ready {}", fake.base_url());
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!(
+            "emitted {} events, delivered {}",
+            fake.events().len(),
+            fake.deliveries().len()
+        );
         return ExitCode::SUCCESS;
     }
     let Some(flavor) = Flavor::parse(name) else {
