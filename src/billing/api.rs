@@ -492,13 +492,18 @@ pub async fn retrieve_invoice(client: &Client, id: &str) -> Result<RemoteInvoice
     Ok(RemoteInvoice::from_stripe(&invoice))
 }
 
-pub async fn create_portal(client: &Client, customer: &str, return_url: &str) -> Result<String> {
+pub async fn create_portal(
+    client: &Client,
+    attempt: uuid::Uuid,
+    customer: &str,
+    return_url: &str,
+) -> Result<String> {
     use stripe_billing::billing_portal_session::CreateBillingPortalSession;
     let session = CreateBillingPortalSession::new()
         .customer(customer)
         .return_url(return_url)
         .customize()
-        .request_strategy(strategy(None)?)
+        .request_strategy(strategy(Some(&format!("tessera-portal-{attempt}")))?)
         .send(client)
         .await?;
     Ok(session.url)

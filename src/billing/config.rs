@@ -58,6 +58,16 @@ pub struct BillingConfig {
         default_value_t = 300
     )]
     pub billing_sweep_interval_s: u64,
+
+    /// Stripe sessions (Checkout, Billing Portal) a user may open, as `COUNT/PERIOD`: each
+    /// is a call to Stripe.
+    #[arg(
+        long,
+        env = "BILLING_SESSION_RATE",
+        value_name = "BILLING_SESSION_RATE",
+        default_value = "10/1m"
+    )]
+    pub billing_session_rate: crate::ads::config::RateSetting,
 }
 
 impl BillingConfig {

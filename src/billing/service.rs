@@ -558,6 +558,22 @@ pub async fn sync_customer(state: &AppState, customer_id: &str) -> Result<Option
 // ---------------------------------------------------------------------------------------
 // Checkout, return, changes
 
+/// Refuses a user opening Stripe sessions faster than `BILLING_SESSION_RATE`.
+async fn session_rate(state: &AppState, user: Uuid) -> Result<()> {
+    let rate = state.config.billing.billing_session_rate.0;
+    let decision = state
+        .kv
+        .rate_limit(&format!("billing:sessions:{user}"), rate)
+        .await
+        .map_err(ApiError::from)?;
+    if !decision.allowed {
+        return Err(ApiError::rate_limited(decision.retry_after)
+            .with_reason("rate_limited")
+            .into());
+    }
+    Ok(())
+}
+
 /// A Checkout to subscribe to `plan_id`.
 pub async fn start_checkout(
     state: &AppState,
@@ -592,6 +608,7 @@ pub async fn start_checkout(
         .stripe_price_id
         .clone()
         .ok_or_else(|| ApiError::internal("plan without a Price after sync"))?;
+    session_rate(state, user).await?;
     let customer = ensure_customer(state, user).await?;
     let base = state.config.public_url();
     let base = base.as_str().trim_end_matches('/');
@@ -788,7 +805,8 @@ pub async fn open_portal(state: &AppState, user: Uuid) -> Result<String> {
         .ok_or_else(|| ApiError::not_found("subscription"))?;
     let base = state.config.public_url();
     let back = format!("{}/plans", base.as_str().trim_end_matches('/'));
-    Ok(api::create_portal(client, &sub.customer_id, &back).await?)
+    session_rate(state, user).await?;
+    Ok(api::create_portal(client, Uuid::now_v7(), &sub.customer_id, &back).await?)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1000,3 +1000,54 @@ async fn a_new_price_takes_the_lookup_key_and_subscribers_keep_theirs() {
         "{drift}"
     );
 }
+
+#[tokio::test]
+async fn sessions_are_rate_limited_and_a_slow_stripe_is_unavailable() {
+    let fake = StripeFake::start("127.0.0.1:0").await.expect("stripe fake");
+    let app = configured(&fake)
+        .configure(|c| {
+            c.billing.billing_session_rate = "2/1m".parse().unwrap();
+            c.billing.stripe_timeout = tessera::config::HumanDuration(Duration::from_millis(500));
+        })
+        .spawn()
+        .await;
+    let admin = app.register(ADMIN, "ops").await;
+    let plan = str_of(&create_plan(&app, &admin, "Basic", 1, 1000, 500).await["id"]);
+    let user = app.register("hasty@example.com", "hasty").await;
+    for _ in 0..2 {
+        let body = start_checkout(&app, &user, &plan).await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let body = start_checkout(&app, &user, &plan).await;
+    assert_eq!(
+        error_of(&body),
+        ("RATE_LIMITED".into(), "rate_limited".into())
+    );
+    assert!(
+        body["errors"][0]["extensions"]["retryAfter"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
+        "{body}"
+    );
+    let sessions = fake
+        .requests()
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p.ends_with("checkout/sessions"))
+        .count();
+    assert_eq!(sessions, 2, "the refused call did not reach Stripe");
+
+    // Slower than STRIPE_TIMEOUT: UNAVAILABLE, nothing written.
+    let other = app.register("patient@example.com", "patient").await;
+    fake.set_latency(Duration::from_secs(2));
+    let body = start_checkout(&app, &other, &plan).await;
+    assert_eq!(error_of(&body).0, "UNAVAILABLE", "{body}");
+    fake.set_latency(Duration::ZERO);
+    let mapped = tessera::billing::entity::customer::Entity::find_by_id(
+        other.user_id.parse::<uuid::Uuid>().unwrap(),
+    )
+    .one(app.state.db.conn())
+    .await
+    .unwrap();
+    assert!(mapped.is_none());
+}
