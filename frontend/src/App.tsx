@@ -11,6 +11,7 @@ import { EarnPage } from './pages/Earn';
 import { TokensPage } from './pages/Tokens';
 import { AccountPage } from './pages/Account';
 import { VpsPage, VpsSessionPage } from './pages/Vps';
+import { PlansPage } from './pages/Plans';
 
 const ME = graphql(`
   query Me {
@@ -72,6 +73,7 @@ function Shell({ link }: { link: LinkState }) {
             <Link href="/earn">Earn</Link>
             <Link href="/vps">Servers</Link>
             <Link href="/tokens">Access tokens</Link>
+            <Link href="/plans">Plans</Link>
             <Link href="/account">Account</Link>
           </nav>
         )}
@@ -116,6 +118,11 @@ function Shell({ link }: { link: LinkState }) {
           <Route path="/tokens">
             <Guarded>
               <TokensPage />
+            </Guarded>
+          </Route>
+          <Route path="/plans">
+            <Guarded>
+              <PlansPage />
             </Guarded>
           </Route>
           <Route path="/">{viewer ? <Redirect to="/wallet" /> : <Redirect to="/signin" />}</Route>

@@ -136,6 +136,8 @@ impl RemoteSubscription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteLine {
     pub description: String,
+    /// The Price the line bills, when it bills one.
+    pub price_id: Option<String>,
     pub amount_cents: i64,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
@@ -188,6 +190,11 @@ impl RemoteInvoice {
                 .iter()
                 .map(|l| RemoteLine {
                     description: l.description.clone().unwrap_or_default(),
+                    price_id: l
+                        .pricing
+                        .as_ref()
+                        .and_then(|p| p.price_details.as_ref())
+                        .map(|d| d.price.id().as_str().to_owned()),
                     amount_cents: l.amount,
                     period_start: at(l.period.start),
                     period_end: at(l.period.end),
@@ -196,11 +203,42 @@ impl RemoteInvoice {
         }
     }
 
+    /// The Price of the invoice's charge: its largest positive line's (an upgrade's
+    /// proration bills the new Price there).
+    pub fn charged_price(&self) -> Option<&str> {
+        self.lines
+            .iter()
+            .filter(|l| l.amount_cents > 0)
+            .max_by_key(|l| l.amount_cents)
+            .and_then(|l| l.price_id.as_deref())
+    }
+
     /// The end of the subscription period this invoice is for: the lines' latest end (a
     /// renewal's line and an upgrade's proration lines of one period all end with it).
     pub fn period_end(&self) -> Option<DateTime<Utc>> {
         self.lines.iter().map(|l| l.period_end).max()
     }
+}
+
+/// The plan a Price was made for (its `plan_id` metadata, or its lookup key).
+pub async fn plan_of_price(client: &Client, price_id: &str) -> Result<Option<uuid::Uuid>> {
+    use stripe_product::price::RetrievePrice;
+    let price = RetrievePrice::new(price_id)
+        .customize()
+        .request_strategy(strategy(None)?)
+        .send(client)
+        .await?;
+    Ok(price
+        .metadata
+        .get("plan_id")
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .or_else(|| {
+            price
+                .lookup_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix(super::LOOKUP_PREFIX))
+                .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        }))
 }
 
 /// A Checkout Session as billing needs it.
@@ -403,7 +441,8 @@ pub async fn change_price(
     proration: Proration,
 ) -> Result<RemoteSubscription> {
     use stripe_billing::subscription::{
-        UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior,
+        UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionPaymentBehavior,
+        UpdateSubscriptionProrationBehavior,
     };
     let mut item = UpdateSubscriptionItems::new();
     item.id = Some(sub.item_id.clone());
@@ -412,9 +451,15 @@ pub async fn change_price(
         Proration::Now => UpdateSubscriptionProrationBehavior::AlwaysInvoice,
         Proration::None => UpdateSubscriptionProrationBehavior::None,
     };
-    let updated = UpdateSubscription::new(sub.id.as_str())
+    let mut update = UpdateSubscription::new(sub.id.as_str())
         .items(vec![item])
-        .proration_behavior(behavior)
+        .proration_behavior(behavior);
+    if proration == Proration::Now {
+        // The new price applies only once its charge succeeds: a declined upgrade leaves the
+        // subscription as it was instead of past due on the higher plan.
+        update = update.payment_behavior(UpdateSubscriptionPaymentBehavior::PendingIfIncomplete);
+    }
+    let updated = update
         .customize()
         .request_strategy(strategy(None)?)
         .send(client)

@@ -188,6 +188,7 @@ impl BillingSubscription {
         let state = ctx.data::<AppState>()?;
         Ok(is_active(
             &self.0.status,
+            self.0.current_period_start,
             self.0.current_period_end,
             state.billing.grace,
             state.billing.clock.now(),
@@ -328,6 +329,11 @@ impl BillingQuery {
         Ok(rows.into_iter().map(Plan).collect())
     }
 
+    /// Whether plans can be bought here (Stripe is configured).
+    async fn billing_configured(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(ctx.data::<AppState>()?.billing.client.is_some())
+    }
+
     /// What changing to `planId` would charge now: an upgrade's proration, or nothing for
     /// a downgrade (its lower price starts next period).
     async fn preview_plan_change(
@@ -338,13 +344,10 @@ impl BillingQuery {
         let viewer = ctx.viewer()?;
         let state = ctx.data::<AppState>()?;
         let id = parse_id(&plan_id, "plan")?;
-        let (invoice, proration) = service::preview_change(state, viewer.user_id, id)
+        let (invoice, billed_now) = service::preview_change(state, viewer.user_id, id)
             .await
             .map_err(ApiError::from)?;
-        let due_now = match proration {
-            super::api::Proration::Now => invoice.amount_due,
-            super::api::Proration::None => 0,
-        };
+        let due_now = if billed_now { invoice.amount_due } else { 0 };
         Ok(PlanChangePreview {
             amount_due_cents: due_now,
             currency: invoice.currency,
@@ -515,23 +518,26 @@ pub struct DriftEntry {
     remote: String,
 }
 
-#[derive(Default)]
-pub struct BillingAdmin;
+pub struct BillingAdmin(service::DriftReport);
 
 #[Object]
 impl BillingAdmin {
-    /// Running subscriptions whose local state and Stripe's disagree (read from Stripe now).
-    async fn drift(&self, ctx: &Context<'_>) -> Result<Vec<DriftEntry>> {
-        let state = ctx.data::<AppState>()?;
-        let found = service::drift(state).await.map_err(ApiError::from)?;
-        Ok(found
-            .into_iter()
+    /// Running subscriptions whose local state and Stripe's disagree, as of
+    /// `driftCheckedAt` (checked once a day, or now with `billing(refresh: true)`).
+    async fn drift(&self) -> Vec<DriftEntry> {
+        self.0
+            .entries
+            .iter()
             .map(|d| DriftEntry {
-                subscription_id: d.subscription_id,
-                local: d.local,
-                remote: d.remote,
+                subscription_id: d.subscription_id.clone(),
+                local: d.local.clone(),
+                remote: d.remote.clone(),
             })
-            .collect())
+            .collect()
+    }
+
+    async fn drift_checked_at(&self) -> DateTime<Utc> {
+        self.0.checked_at
     }
 }
 
@@ -540,8 +546,16 @@ pub struct BillingAdminQuery;
 
 #[Object]
 impl BillingAdminQuery {
-    /// Billing's health.
-    async fn billing(&self) -> BillingAdmin {
-        BillingAdmin
+    /// Billing's health: local state against Stripe's.
+    async fn billing(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] refresh: bool,
+    ) -> Result<BillingAdmin> {
+        let state = ctx.data::<AppState>()?;
+        let report = service::drift_report(state, refresh)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(BillingAdmin(report))
     }
 }

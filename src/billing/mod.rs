@@ -98,15 +98,22 @@ pub fn install_crypto_provider() {
 /// Statuses whose subscription still runs (it may be renewed or resumed).
 pub const LIVE_STATUSES: [&str; 4] = ["active", "trialing", "past_due", "paused"];
 
-/// Whether a subscription in `status` with this period end gives access at `now`: active or
-/// trialing, or past due, until the period plus the grace has ended.
+/// Whether a subscription gives access at `now`: active or trialing until its period ends
+/// (plus the grace, so a renewal a little late cuts nothing), past due for the grace only.
+/// A renewal whose charge failed has moved the period on already, so a past-due grace runs
+/// from the start of the period it failed to pay for.
 pub fn is_active(
     status: &str,
+    period_start: DateTime<Utc>,
     period_end: DateTime<Utc>,
     grace: Duration,
     now: DateTime<Utc>,
 ) -> bool {
-    matches!(status, "active" | "trialing" | "past_due") && now < period_end + grace
+    match status {
+        "active" | "trialing" => now < period_end + grace,
+        "past_due" => now < period_start + grace && now < period_end + grace,
+        _ => false,
+    }
 }
 
 /// What a user's plan gives them now.
@@ -128,6 +135,7 @@ pub async fn entitlement(
     let now = state.billing.clock.now();
     if !is_active(
         &sub.status,
+        sub.current_period_start,
         sub.current_period_end,
         state.billing.grace,
         now,
@@ -151,19 +159,26 @@ mod tests {
 
     #[test]
     fn access_follows_status_period_and_grace() {
-        let end = Utc::now();
+        let start = Utc::now();
+        let end = start + Duration::days(30);
         let grace = Duration::days(3);
-        assert!(is_active("active", end, grace, end - Duration::days(1)));
-        assert!(is_active("past_due", end, grace, end + Duration::days(2)));
-        assert!(!is_active("past_due", end, grace, end + Duration::days(4)));
-        assert!(!is_active("active", end, grace, end + Duration::days(3)));
-        assert!(!is_active("canceled", end, grace, end - Duration::days(1)));
-        assert!(!is_active(
+        let at = |days: i64| start + Duration::days(days);
+        assert!(is_active("active", start, end, grace, at(29)));
+        assert!(is_active("active", start, end, grace, at(32)));
+        assert!(!is_active("active", start, end, grace, at(33)));
+        assert!(is_active("trialing", start, end, grace, at(1)));
+        // Past due: the grace from the start of the unpaid period, not its end.
+        assert!(is_active("past_due", start, end, grace, at(2)));
+        assert!(!is_active("past_due", start, end, grace, at(4)));
+        assert!(!is_active("past_due", start, end, grace, at(29)));
+        for status in [
+            "canceled",
             "incomplete",
-            end,
-            grace,
-            end - Duration::days(1)
-        ));
-        assert!(!is_active("unpaid", end, grace, end - Duration::days(1)));
+            "incomplete_expired",
+            "unpaid",
+            "paused",
+        ] {
+            assert!(!is_active(status, start, end, grace, at(1)), "{status}");
+        }
     }
 }

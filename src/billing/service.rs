@@ -33,6 +33,21 @@ pub enum BillingError {
     Wallet(#[from] wallet::WalletError),
     #[error(transparent)]
     Refused(#[from] ApiError),
+    /// Not yet possible (a customer no checkout has mapped yet): retried a few times.
+    #[error("{0}")]
+    NotYet(String),
+}
+
+impl BillingError {
+    /// Worth retrying for as long as it takes: Stripe or the database was unavailable.
+    fn transient(&self) -> bool {
+        matches!(
+            self,
+            BillingError::Api(ApiFailure::Unavailable(_))
+                | BillingError::Db(_)
+                | BillingError::Wallet(wallet::WalletError::Db(_))
+        )
+    }
 }
 
 impl From<BillingError> for ApiError {
@@ -42,6 +57,7 @@ impl From<BillingError> for ApiError {
             BillingError::Db(e) => e.into(),
             BillingError::Wallet(e) => ApiError::internal(e),
             BillingError::Refused(e) => e,
+            BillingError::NotYet(m) => ApiError::internal(m),
         }
     }
 }
@@ -302,7 +318,28 @@ async fn after_write(state: &AppState, row: plan::Model) -> Result<plan::Model> 
     if state.billing.client.is_none() {
         return Ok(row);
     }
-    sync_plan(state, row).await
+    let id = row.id;
+    match sync_plan(state, row.clone()).await {
+        Ok(synced) => Ok(synced),
+        // The plan is saved: answer with it (its Price is behind, as `stripePriceId` or the
+        // next Checkout shows) rather than an error a retry would turn into a second plan.
+        Err(BillingError::Api(e)) => {
+            tracing::warn!(error = %e, plan.id = %id, "plan saved but not synced to Stripe; it syncs before its next sale or with syncPlansToStripe");
+            Ok(plan_by_id(state.db.conn(), id).await?.unwrap_or(row))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The plan with a Price that sells its current terms (synced now when it has none, or when
+/// an earlier sync of new terms failed).
+async fn on_sale(state: &AppState, plan: plan::Model) -> Result<plan::Model> {
+    if plan.stripe_price_id.is_some()
+        && plan.stripe_price_terms.as_deref() == Some(&terms_of(&plan))
+    {
+        return Ok(plan);
+    }
+    sync_plan(state, plan).await
 }
 
 /// `syncPlansToStripe`: every plan, archived ones too.
@@ -589,6 +626,7 @@ pub async fn start_checkout(
         && LIVE_STATUSES.contains(&sub.status.as_str())
         && is_active(
             &sub.status,
+            sub.current_period_start,
             sub.current_period_end,
             state.billing.grace,
             state.billing.clock.now(),
@@ -600,10 +638,7 @@ pub async fn start_checkout(
         )
         .into());
     }
-    let plan = match plan.stripe_price_id {
-        Some(_) => plan,
-        None => sync_plan(state, plan).await?,
-    };
+    let plan = on_sale(state, plan).await?;
     let price = plan
         .stripe_price_id
         .clone()
@@ -704,33 +739,37 @@ async fn change_target(
         Some(c) => (target.tier, target.price_cents) > (c.tier, c.price_cents),
         None => true,
     };
-    let target = match target.stripe_price_id {
-        Some(_) => target,
-        None => sync_plan(state, target).await?,
+    let target = on_sale(state, target).await?;
+    let proration = if upgrade {
+        Proration::Now
+    } else {
+        Proration::None
     };
-    Ok((
-        sub,
-        target,
-        if upgrade {
-            Proration::Now
-        } else {
-            Proration::None
-        },
-    ))
+    Ok((sub, target, proration))
 }
 
-/// What a change to `plan_id` would bill: an upgrade's invoice now, or (a downgrade, not
-/// prorated) the next period's invoice at the new price, with nothing due now.
+/// Whether changing between these plans invoices at once: an upgrade (prorated), or any
+/// change of interval (Stripe starts a new period with it, proration or not).
+fn billed_now(proration: Proration, current: Option<&plan::Model>, target: &plan::Model) -> bool {
+    proration == Proration::Now || current.is_some_and(|c| c.interval != target.interval)
+}
+
+/// What a change to `plan_id` would bill, and whether it is billed now: an upgrade's (or an
+/// interval change's) invoice now, or a downgrade's next period at the new price.
 pub async fn preview_change(
     state: &AppState,
     user: Uuid,
     plan_id: Uuid,
-) -> Result<(RemoteInvoice, Proration)> {
+) -> Result<(RemoteInvoice, bool)> {
     let (sub, target, proration) = change_target(state, user, plan_id).await?;
     let client = state.billing.client()?;
     let price = target.stripe_price_id.clone().unwrap_or_default();
     let invoice = api::preview_change(client, &remote_of(&sub), &price, proration).await?;
-    Ok((invoice, proration))
+    let current = match sub.plan_id {
+        Some(id) => plan_by_id(state.db.conn(), id).await?,
+        None => None,
+    };
+    Ok((invoice, billed_now(proration, current.as_ref(), &target)))
 }
 
 pub async fn change_plan(
@@ -764,16 +803,20 @@ pub async fn cancel(
 
 pub async fn resume(state: &AppState, user: Uuid) -> Result<subscription::Model> {
     let client = state.billing.client()?;
-    let sub = running_subscription(state, user).await?;
-    if !sub.cancel_at_period_end {
-        return Err(ApiError::conflict("not_canceling", "no cancellation is scheduled").into());
-    }
-    if state.billing.clock.now() >= sub.current_period_end {
+    let sub = current_subscription(state.db.conn(), user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("subscription"))?;
+    if !LIVE_STATUSES.contains(&sub.status.as_str())
+        || state.billing.clock.now() >= sub.current_period_end
+    {
         return Err(ApiError::conflict(
             "period_ended",
             "the period has ended; start a new subscription",
         )
         .into());
+    }
+    if !sub.cancel_at_period_end {
+        return Err(ApiError::conflict("not_canceling", "no cancellation is scheduled").into());
     }
     let remote = api::set_cancel_at_period_end(client, &sub.id, false).await?;
     written(state, user, &remote).await
@@ -891,9 +934,48 @@ pub async fn claim_next(
     Ok(None)
 }
 
-/// Applies one claimed event and records the outcome (or schedules a retry).
+/// How long one customer's sync lock lasts at most (a crashed holder frees it then).
+const SYNC_LOCK: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest wait between two attempts of a transient failure.
+const MAX_BACKOFF_S: i64 = 3600;
+
+/// Applies one claimed event and records the outcome (or schedules a retry). One customer's
+/// events are applied one at a time across instances (a kv lock), so an older read of
+/// Stripe cannot land after a newer one.
 pub async fn process(state: &AppState, event: stripe_event::Model) {
+    let lock = event
+        .customer_id
+        .as_ref()
+        .map(|c| format!("billing:sync:{c}"));
+    if let Some(key) = &lock {
+        match state.kv.set_nx(key, b"1", SYNC_LOCK).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another processor has this customer: try again shortly, uncounted.
+                let again = stripe_event::Entity::update_many()
+                    .col_expr(
+                        stripe_event::Column::LockedUntil,
+                        Expr::value(Utc::now() + chrono::Duration::milliseconds(200)),
+                    )
+                    .col_expr(stripe_event::Column::Attempts, Expr::value(event.attempts))
+                    .filter(stripe_event::Column::Id.eq(event.id.as_str()))
+                    .exec(state.db.conn())
+                    .await;
+                if let Err(e) = again {
+                    tracing::warn!(error = %e, event = %event.id, "could not release a busy event");
+                }
+                return;
+            }
+            // Without the kv store, the database's own locks still keep money right.
+            Err(e) => tracing::warn!(error = %e, "billing sync lock unavailable"),
+        }
+    }
     let outcome = apply_event(state, &event).await;
+    if let Some(key) = &lock
+        && let Err(e) = state.kv.delete(key).await
+    {
+        tracing::warn!(error = %e, "could not release a billing sync lock");
+    }
     let now = Utc::now();
     let conn = state.db.conn();
     let mut update =
@@ -911,11 +993,16 @@ pub async fn process(state: &AppState, event: stripe_event::Model) {
         Err(e) => {
             let attempts = event.attempts + 1;
             let message: String = e.to_string().chars().take(900).collect();
-            if attempts >= MAX_ATTEMPTS {
+            // Transient failures (Stripe or the database away) are retried for as long as it
+            // takes, at most an hour apart; a refusal or a customer never mapped gives up.
+            if attempts >= MAX_ATTEMPTS && !e.transient() {
                 tracing::error!(event = %event.id, kind = %event.kind, error = %message, "giving up on a Stripe event");
                 update = update.col_expr(stripe_event::Column::ProcessedAt, Expr::value(now));
             } else {
-                let backoff = chrono::Duration::seconds(2i64.pow(attempts.clamp(1, 8) as u32));
+                let backoff = chrono::Duration::seconds(Ord::min(
+                    2i64.saturating_pow(attempts.clamp(1, 12) as u32),
+                    MAX_BACKOFF_S,
+                ));
                 tracing::warn!(event = %event.id, kind = %event.kind, error = %message, retry_in_s = backoff.num_seconds(), "a Stripe event failed; retrying");
                 update = update.col_expr(
                     stripe_event::Column::LockedUntil,
@@ -974,7 +1061,10 @@ async fn apply_event(state: &AppState, event: &stripe_event::Model) -> Result<()
                 return Ok(());
             };
             let Some(user) = sync_customer(state, &customer).await? else {
-                return Ok(());
+                // Its checkout.session.completed may not have been applied yet.
+                return Err(BillingError::NotYet(format!(
+                    "customer {customer} is not mapped to a user yet"
+                )));
             };
             let Some(invoice_id) = object["id"].as_str() else {
                 return Ok(());
@@ -1019,9 +1109,22 @@ pub async fn record_payment(state: &AppState, user: Uuid, invoice: &RemoteInvoic
     if invoice.status != "paid" {
         return Ok(());
     }
+    // The plan comes from the Price the invoice charged, not from our row (which a sync
+    // of another event may be rewriting).
+    let charged_plan = match invoice.charged_price() {
+        None => None,
+        Some(price) => match plan::Entity::find()
+            .filter(plan::Column::StripePriceId.eq(price))
+            .one(state.db.conn())
+            .await?
+        {
+            Some(plan) => Some(plan.id),
+            None => api::plan_of_price(state.billing.client()?, price).await?,
+        },
+    };
     let result = wallet::retrying(|| async {
         let txn = state.db.begin_write().await?;
-        match record_payment_in(&txn, user, invoice).await {
+        match record_payment_in(&txn, user, invoice, charged_plan).await {
             Ok(done) => {
                 txn.commit().await?;
                 Ok(done)
@@ -1052,6 +1155,8 @@ pub async fn record_payment(state: &AppState, user: Uuid, invoice: &RemoteInvoic
         if allowance > 0 {
             wallet::notify(state, &[user]).await;
         }
+        // A new payment is news to the subscription's page too.
+        notify(state, user).await;
         if invoice.billing_reason.as_deref() == Some("subscription_cycle")
             && let Some(sub) = &invoice.subscription
         {
@@ -1073,6 +1178,7 @@ async fn record_payment_in(
     conn: &impl ConnectionTrait,
     user: Uuid,
     invoice: &RemoteInvoice,
+    charged_plan: Option<Uuid>,
 ) -> std::result::Result<(bool, i64), wallet::WalletError> {
     if payment::Entity::find()
         .filter(payment::Column::InvoiceId.eq(invoice.id.as_str()))
@@ -1091,7 +1197,7 @@ async fn record_payment_in(
             .lock_exclusive()
             .one(conn)
             .await?
-        && let Some(pid) = sub.plan_id
+        && let Some(pid) = charged_plan.or(sub.plan_id)
         && let Some(plan) = plan::Entity::find_by_id(pid).one(conn).await?
     {
         plan_id = Some(pid);
@@ -1307,29 +1413,47 @@ pub async fn sweep_once(state: &AppState) -> Result<()> {
     }
     let now = state.billing.clock.now();
     let conn = state.db.conn();
-    let lapsed = subscription::Entity::find()
+    // Running rows whose period is over, and past-due ones: re-read from Stripe.
+    let candidates = subscription::Entity::find()
         .filter(subscription::Column::Status.is_in(LIVE_STATUSES))
-        .filter(subscription::Column::CurrentPeriodEnd.lt(now))
+        .filter(
+            Condition::any()
+                .add(subscription::Column::CurrentPeriodEnd.lt(now))
+                .add(subscription::Column::Status.eq("past_due")),
+        )
         .order_by_asc(subscription::Column::CurrentPeriodEnd)
         .limit(100)
         .all(conn)
         .await?;
-    let mut customers: Vec<String> = lapsed.iter().map(|s| s.customer_id.clone()).collect();
+    let mut customers: Vec<String> = candidates.iter().map(|s| s.customer_id.clone()).collect();
+    customers.sort();
     customers.dedup();
     for c in &customers {
         if let Err(e) = sync_customer(state, c).await {
+            // Nothing is concluded from a stale row.
             tracing::warn!(error = %e, customer = %c, "sweep: sync failed");
+            continue;
         }
-    }
-    // Still past the period and the grace after the sync: access has ended.
-    let ended = subscription::Entity::find()
-        .filter(subscription::Column::Status.is_in(LIVE_STATUSES))
-        .filter(subscription::Column::CurrentPeriodEnd.lt(now - state.billing.grace))
-        .limit(100)
-        .all(conn)
-        .await?;
-    for s in ended {
-        send_mail(state, s.user_id, &s.id, MailKind::Ended, "end", None).await;
+        // Still running by Stripe's word, but past the grace: access has ended.
+        let rows = subscription::Entity::find()
+            .filter(subscription::Column::CustomerId.eq(c.as_str()))
+            .filter(subscription::Column::Status.is_in(LIVE_STATUSES))
+            .all(conn)
+            .await?;
+        for s in rows {
+            let grace = state.billing.grace;
+            if s.status != "paused"
+                && !is_active(
+                    &s.status,
+                    s.current_period_start,
+                    s.current_period_end,
+                    grace,
+                    now,
+                )
+            {
+                send_mail(state, s.user_id, &s.id, MailKind::Ended, "end", None).await;
+            }
+        }
     }
     let soon = subscription::Entity::find()
         .filter(subscription::Column::Status.is_in(["active", "trialing"]))
@@ -1351,6 +1475,7 @@ pub async fn sweep_once(state: &AppState) -> Result<()> {
         )
         .await;
     }
+    nightly_drift(state).await;
     Ok(())
 }
 
@@ -1397,6 +1522,7 @@ pub async fn payments_of(
 }
 
 /// One subscription whose local row and Stripe disagree.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Drift {
     pub subscription_id: String,
     pub local: String,
@@ -1408,6 +1534,60 @@ fn summary(status: &str, price: &str, end: DateTime<Utc>, cancel: bool) -> Strin
         "{status} {price} until {} cancel_at_period_end={cancel}",
         end.to_rfc3339()
     )
+}
+
+/// The last comparison of our rows with Stripe.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DriftReport {
+    pub checked_at: DateTime<Utc>,
+    pub entries: Vec<Drift>,
+}
+
+const DRIFT_KEY: &str = "billing:drift:last";
+const DRIFT_LOCK: &str = "billing:drift:lock";
+
+/// The stored report (computed now when asked, or when there is none yet).
+pub async fn drift_report(state: &AppState, refresh: bool) -> Result<DriftReport> {
+    if !refresh
+        && let Some(bytes) = state.kv.get(DRIFT_KEY).await.map_err(ApiError::from)?
+        && let Ok(report) = serde_json::from_slice::<DriftReport>(&bytes)
+    {
+        return Ok(report);
+    }
+    let report = DriftReport {
+        checked_at: Utc::now(),
+        entries: drift(state).await?,
+    };
+    let bytes = serde_json::to_vec(&report).map_err(ApiError::internal)?;
+    state
+        .kv
+        .set(
+            DRIFT_KEY,
+            &bytes,
+            Some(std::time::Duration::from_secs(2 * 86_400)),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(report)
+}
+
+/// Once a day across instances (a kv lock), the comparison, logged when anything differs.
+async fn nightly_drift(state: &AppState) {
+    let day = std::time::Duration::from_secs(23 * 3600);
+    match state.kv.set_nx(DRIFT_LOCK, b"1", day).await {
+        Ok(true) => match drift_report(state, true).await {
+            Ok(report) if report.entries.is_empty() => tracing::info!("billing drift check: none"),
+            Ok(report) => {
+                tracing::warn!(
+                    subscriptions = report.entries.len(),
+                    "billing drift: local state and Stripe disagree (admin.billing.drift)"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "billing drift check failed"),
+        },
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "billing drift lock unavailable"),
+    }
 }
 
 /// Local rows of running subscriptions against what Stripe says now (at most 100).

@@ -138,6 +138,15 @@ async fn drained(app: &TestApp) {
             .await
             .unwrap();
         if waiting == 0 {
+            let failed: Vec<_> = stripe_event::Entity::find()
+                .filter(stripe_event::Column::Error.is_not_null())
+                .all(app.state.db.conn())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.kind, e.error))
+                .collect();
+            assert!(failed.is_empty(), "events that failed: {failed:?}");
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -336,16 +345,64 @@ async fn one_invoice_paid_delivered_twenty_times_at_once_credits_once() {
             (body, header)
         })
         .collect();
-    let statuses = join_all(copies.iter().map(|(b, h)| shop.fake.deliver_raw(b, h))).await;
+    // Half of them to a second instance on the same database: two processors at once.
+    let peer = shop.app.spawn_peer_with(configured(&shop.fake)).await;
+    let peer_url = peer.url("/webhooks/stripe");
+    let statuses = join_all(copies.iter().enumerate().map(|(i, (b, h))| {
+        let (client, url) = (
+            shop.app.client.clone(),
+            if i % 2 == 0 {
+                shop.app.url("/webhooks/stripe")
+            } else {
+                peer_url.clone()
+            },
+        );
+        async move {
+            let r = client
+                .post(url)
+                .header("stripe-signature", h)
+                .body(b.clone())
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    }))
+    .await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     drained(&shop.app).await;
     let me = state_of(&shop.app, &user).await;
     assert_eq!((balance(&me), payments(&me)), (2000, 1), "{me}");
+
+    // Below the event queue: twenty payment writers for one renewal invoice at once.
+    let sub = str_of(&me["subscription"]["id"]);
+    let invoice_id = shop.fake.renew(&sub).await.unwrap();
+    let client = shop.app.state.billing.client.as_ref().unwrap();
+    let invoice = tessera::billing::api::retrieve_invoice(client, &invoice_id)
+        .await
+        .unwrap();
+    let owner: uuid::Uuid = user.user_id.parse().unwrap();
+    let results = join_all(
+        (0..20)
+            .map(|_| tessera::billing::service::record_payment(&shop.app.state, owner, &invoice)),
+    )
+    .await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect::<Vec<_>>()
+    );
+    let me = state_of(&shop.app, &user).await;
+    assert_eq!((balance(&me), payments(&me)), (4000, 2), "{me}");
+    peer.stop().await.unwrap();
     let rows = payment::Entity::find()
         .count(shop.app.state.db.conn())
         .await
         .unwrap();
-    assert_eq!(rows, 1);
+    assert_eq!(rows, 2);
     assert!(
         check_invariants(shop.app.state.db.conn())
             .await
@@ -389,9 +446,17 @@ async fn upgrade_credits_the_difference_once_and_a_downgrade_waits_for_the_next_
     })
     .await;
     assert_eq!(me["payments"]["edges"][0]["node"]["coinAllowance"], 1500);
-    // Delivered again: nothing more.
-    for event in shop.fake.events_of("invoice.paid") {
-        shop.fake.deliver(&str_of(&event["id"])).await;
+    // The same invoices again under new event ids (stored, applied, found recorded).
+    let now = chrono::Utc::now().timestamp();
+    for (i, mut event) in shop.fake.events_of("invoice.paid").into_iter().enumerate() {
+        event["id"] = json!(format!("evt_again_{i}"));
+        let body = event.to_string();
+        assert_eq!(
+            shop.fake
+                .deliver_raw(&body, &shop.fake.sign(&body, now))
+                .await,
+            200
+        );
     }
     drained(&shop.app).await;
     assert_eq!(balance(&state_of(&shop.app, &user).await), 2000);
@@ -510,6 +575,9 @@ async fn cancel_remind_resume_and_end() {
     .await;
     assert_eq!(me["subscription"]["active"], false);
     assert_eq!(balance(&me), 500, "no renewal after a cancellation");
+    // Ended (canceled at Stripe): resuming is a conflict, not a missing subscription.
+    let body = mutate(&shop.app, &user, resume, json!({})).await;
+    assert_eq!(error_of(&body), ("CONFLICT".into(), "period_ended".into()));
     drained(&shop.app).await;
     let subjects = mails_to(&shop.app, "leaver@example.com");
     for (needle, count) in [
@@ -550,20 +618,37 @@ async fn failed_payment_is_past_due_through_the_grace_then_ends() {
     })
     .await;
     assert_eq!(me["subscription"]["active"], true, "within the grace");
-    assert_eq!(balance(&me), 500, "no coins for an unpaid period");
     shop.fake.require_action(&sub).await.unwrap();
     drained(&shop.app).await;
-    // The grace is counted from the period's end.
-    let end = chrono::DateTime::parse_from_rfc3339(
-        me["subscription"]["currentPeriodEnd"].as_str().unwrap(),
-    )
-    .unwrap();
-    let past = (end.with_timezone(&chrono::Utc) - chrono::Utc::now()
+    // The failed renewal opened a new period already: the grace runs from its start, not
+    // to its end (that would be a month free).
+    let start = shop.fake.subscription(&sub).unwrap()["items"]["data"][0]["current_period_start"]
+        .as_i64()
+        .unwrap();
+    let start = chrono::DateTime::from_timestamp(start, 0).unwrap();
+    let to = |at: chrono::DateTime<chrono::Utc>| {
+        (at - shop.app.state.billing.clock.now()).to_std().unwrap()
+    };
+    shop.app
+        .state
+        .billing
+        .clock
+        .advance(to(start + chrono::Duration::days(2)));
+    let me = state_of(&shop.app, &user).await;
+    assert_eq!(
+        me["subscription"]["active"], true,
+        "two days into the grace"
+    );
+    shop.app.state.billing.clock.advance(to(start
         + chrono::Duration::days(3)
-        + chrono::Duration::minutes(1))
-    .to_std()
-    .unwrap();
-    shop.app.state.billing.clock.advance(past);
+        + chrono::Duration::minutes(1)));
+    // The sweep re-reads it (still past due at Stripe) and says it has ended, once.
+    tessera::billing::service::sweep_once(&shop.app.state)
+        .await
+        .unwrap();
+    tessera::billing::service::sweep_once(&shop.app.state)
+        .await
+        .unwrap();
     let me = state_of(&shop.app, &user).await;
     assert_eq!(
         (
@@ -987,18 +1072,39 @@ async fn a_new_price_takes_the_lookup_key_and_subscribers_keep_theirs() {
     for action in ["billing.plan.create", "billing.plan.update"] {
         assert!(actions.contains(&action), "{actions:?}");
     }
-    let drift = mutate(
-        &shop.app,
-        &shop.admin,
-        "{ admin { billing { drift { subscriptionId local remote } } } }",
-        json!({}),
-    )
-    .await;
+    let drift_query = "query($r: Boolean!) { admin { billing(refresh: $r) { drift { subscriptionId local remote } driftCheckedAt } } }";
+    let drift = mutate(&shop.app, &shop.admin, drift_query, json!({ "r": true })).await;
     assert_eq!(
         drift["data"]["admin"]["billing"]["drift"],
         json!([]),
         "{drift}"
     );
+    // A row that disagrees with Stripe shows up on the next check (and not before it).
+    use sea_orm::{ActiveModelTrait, Set};
+    let row = tessera::billing::entity::subscription::Entity::find_by_id(sub.as_str())
+        .one(shop.app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row: tessera::billing::entity::subscription::ActiveModel = row.into();
+    row.cancel_at_period_end = Set(true);
+    row.update(shop.app.state.db.conn()).await.unwrap();
+    let cached = mutate(&shop.app, &shop.admin, drift_query, json!({ "r": false })).await;
+    assert_eq!(
+        cached["data"]["admin"]["billing"]["drift"],
+        json!([]),
+        "{cached}"
+    );
+    let drift = mutate(&shop.app, &shop.admin, drift_query, json!({ "r": true })).await;
+    let entries = drift["data"]["admin"]["billing"]["drift"]
+        .as_array()
+        .unwrap();
+    assert_eq!(entries.len(), 1, "{drift}");
+    assert_eq!(str_of(&entries[0]["subscriptionId"]), sub);
+    assert!(str_of(&entries[0]["local"]).contains("cancel_at_period_end=true"));
+    assert!(str_of(&entries[0]["remote"]).contains("cancel_at_period_end=false"));
+    let body = mutate(&shop.app, &user, drift_query, json!({ "r": true })).await;
+    assert_eq!(error_of(&body).0, "FORBIDDEN");
 }
 
 #[tokio::test]
@@ -1050,4 +1156,38 @@ async fn sessions_are_rate_limited_and_a_slow_stripe_is_unavailable() {
     .await
     .unwrap();
     assert!(mapped.is_none());
+}
+
+#[tokio::test]
+async fn an_upgrade_invoice_credits_its_own_plan_whatever_the_row_says_by_then() {
+    let shop = shop().await;
+    let user = shop.app.register("flipper@example.com", "flipper").await;
+    subscribe(&shop, &user, &shop.basic).await;
+    wait_for(&shop.app, &user, "basic allowance", |m| balance(m) == 500).await;
+    drained(&shop.app).await;
+    // Hold the webhooks back, move up and straight down again.
+    shop.fake.set_auto_deliver(false);
+    let delivered = shop.fake.events().len();
+    for plan in [&shop.pro, &shop.basic] {
+        let body = mutate(
+            &shop.app,
+            &user,
+            "mutation($p: ID!) { changePlan(planId: $p) { plan { name } } }",
+            json!({ "p": plan }),
+        )
+        .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    assert_eq!(
+        state_of(&shop.app, &user).await["subscription"]["plan"]["name"],
+        "Basic"
+    );
+    // The upgrade's invoice, applied now, still credits Pro's difference (once).
+    for event in shop.fake.events().iter().skip(delivered) {
+        assert_eq!(shop.fake.deliver(&str_of(&event["id"])).await, 200);
+    }
+    drained(&shop.app).await;
+    let me = state_of(&shop.app, &user).await;
+    assert_eq!((balance(&me), payments(&me)), (2000, 2), "{me}");
+    assert_eq!(me["subscription"]["plan"]["name"], "Basic");
 }

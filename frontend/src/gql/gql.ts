@@ -21,6 +21,14 @@ type Documents = {
     "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n": typeof types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": typeof types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": typeof types.CompleteAdDocument,
+    "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n": typeof types.PlansDocument,
+    "\n  subscription SubscriptionChanged {\n    subscriptionChanged {\n      id\n      status\n    }\n  }\n": typeof types.SubscriptionChangedDocument,
+    "\n  mutation StartCheckout($planId: ID!) {\n    startCheckout(planId: $planId) {\n      url\n    }\n  }\n": typeof types.StartCheckoutDocument,
+    "\n  query PreviewPlanChange($planId: ID!) {\n    previewPlanChange(planId: $planId) {\n      amountDueCents\n      currency\n      lines {\n        description\n        amountCents\n      }\n    }\n  }\n": typeof types.PreviewPlanChangeDocument,
+    "\n  mutation ChangePlan($planId: ID!) {\n    changePlan(planId: $planId) {\n      id\n      plan {\n        id\n        name\n      }\n    }\n  }\n": typeof types.ChangePlanDocument,
+    "\n  mutation CancelSubscription {\n    cancelSubscription(atPeriodEnd: true) {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n": typeof types.CancelSubscriptionDocument,
+    "\n  mutation ResumeSubscription {\n    resumeSubscription {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n": typeof types.ResumeSubscriptionDocument,
+    "\n  mutation OpenBillingPortal {\n    openBillingPortal {\n      url\n    }\n  }\n": typeof types.OpenBillingPortalDocument,
     "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": typeof types.LoginDocument,
     "\n  mutation Register($input: RegisterInput!) {\n    register(input: $input) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": typeof types.RegisterDocument,
     "\n  query Providers {\n    authProviders {\n      kind\n      name\n      loginUrl\n    }\n  }\n": typeof types.ProvidersDocument,
@@ -43,6 +51,14 @@ const documents: Documents = {
     "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n": types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": types.CompleteAdDocument,
+    "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n": types.PlansDocument,
+    "\n  subscription SubscriptionChanged {\n    subscriptionChanged {\n      id\n      status\n    }\n  }\n": types.SubscriptionChangedDocument,
+    "\n  mutation StartCheckout($planId: ID!) {\n    startCheckout(planId: $planId) {\n      url\n    }\n  }\n": types.StartCheckoutDocument,
+    "\n  query PreviewPlanChange($planId: ID!) {\n    previewPlanChange(planId: $planId) {\n      amountDueCents\n      currency\n      lines {\n        description\n        amountCents\n      }\n    }\n  }\n": types.PreviewPlanChangeDocument,
+    "\n  mutation ChangePlan($planId: ID!) {\n    changePlan(planId: $planId) {\n      id\n      plan {\n        id\n        name\n      }\n    }\n  }\n": types.ChangePlanDocument,
+    "\n  mutation CancelSubscription {\n    cancelSubscription(atPeriodEnd: true) {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n": types.CancelSubscriptionDocument,
+    "\n  mutation ResumeSubscription {\n    resumeSubscription {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n": types.ResumeSubscriptionDocument,
+    "\n  mutation OpenBillingPortal {\n    openBillingPortal {\n      url\n    }\n  }\n": types.OpenBillingPortalDocument,
     "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": types.LoginDocument,
     "\n  mutation Register($input: RegisterInput!) {\n    register(input: $input) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": types.RegisterDocument,
     "\n  query Providers {\n    authProviders {\n      kind\n      name\n      loginUrl\n    }\n  }\n": types.ProvidersDocument,
@@ -100,6 +116,38 @@ export function graphql(source: "\n  mutation PrepareAd($input: PrepareAdRewardI
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n"): (typeof documents)["\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n"): (typeof documents)["\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription SubscriptionChanged {\n    subscriptionChanged {\n      id\n      status\n    }\n  }\n"): (typeof documents)["\n  subscription SubscriptionChanged {\n    subscriptionChanged {\n      id\n      status\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation StartCheckout($planId: ID!) {\n    startCheckout(planId: $planId) {\n      url\n    }\n  }\n"): (typeof documents)["\n  mutation StartCheckout($planId: ID!) {\n    startCheckout(planId: $planId) {\n      url\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query PreviewPlanChange($planId: ID!) {\n    previewPlanChange(planId: $planId) {\n      amountDueCents\n      currency\n      lines {\n        description\n        amountCents\n      }\n    }\n  }\n"): (typeof documents)["\n  query PreviewPlanChange($planId: ID!) {\n    previewPlanChange(planId: $planId) {\n      amountDueCents\n      currency\n      lines {\n        description\n        amountCents\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ChangePlan($planId: ID!) {\n    changePlan(planId: $planId) {\n      id\n      plan {\n        id\n        name\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation ChangePlan($planId: ID!) {\n    changePlan(planId: $planId) {\n      id\n      plan {\n        id\n        name\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CancelSubscription {\n    cancelSubscription(atPeriodEnd: true) {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n"): (typeof documents)["\n  mutation CancelSubscription {\n    cancelSubscription(atPeriodEnd: true) {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ResumeSubscription {\n    resumeSubscription {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n"): (typeof documents)["\n  mutation ResumeSubscription {\n    resumeSubscription {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation OpenBillingPortal {\n    openBillingPortal {\n      url\n    }\n  }\n"): (typeof documents)["\n  mutation OpenBillingPortal {\n    openBillingPortal {\n      url\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
