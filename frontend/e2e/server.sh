@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Starts the server the browser tests use: a fresh SQLite database, the built app
-# (frontend/dist), dev ad fakes with short ads, and a local Stripe (tessera-fakes) on the
-# next port. Build all first (cargo build -p tessera -p tessera-fakes --bins; npm run build).
+# (frontend/dist), dev ad fakes with short ads, a local Stripe (tessera-fakes) on the next
+# port, and an SMTP server on the one after, whose mail the tests read over HTTP on the
+# port after that (GET /messages). Build all first (cargo build -p tessera -p tessera-fakes --bins; npm run build).
 set -euo pipefail
 PORT="${1:-18480}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${TESSERA_BIN:-$HERE/../target/debug/tessera}"
 FAKES="${TESSERA_FAKES_BIN:-$HERE/../target/debug/tessera-fakes}"
 STRIPE_PORT=$((PORT + 1))
+SMTP_PORT=$((PORT + 2))
+INBOX_PORT=$((PORT + 3))
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_URL="http://127.0.0.1:$PORT" \
@@ -15,7 +18,7 @@ export LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_URL="http://127.0.0.1:$PORT" \
   DATA_DIR="$WORK/data" \
   SPA_DIR="$HERE/dist" \
   ADS_DEV_FAKES=true ADS_DEV_AD_SECONDS=1 REQUIRED_DURATION=2 MIN_INTERVAL=0 \
-  EMBEDDED_WORKER=true SIMULATED_STEP_MS=300 ADMIN_EMAILS=e2e-admin@example.com MAIL_TRANSPORT=log \
+  EMBEDDED_WORKER=true SIMULATED_STEP_MS=300 ADMIN_EMAILS=e2e-admin@example.com MAIL_TRANSPORT=smtp SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" \
   ARGON2_MEMORY_KIB=64 ARGON2_ITERATIONS=1 RUST_LOG=warn \
   STRIPE_SECRET_KEY=sk_test_e2e STRIPE_WEBHOOK_SECRET=whsec_e2e \
   STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT/"
@@ -23,7 +26,9 @@ unset REDIS_URL TEST_DATABASE_URL
 "$FAKES" stripe --listen "127.0.0.1:$STRIPE_PORT" \
   --webhook-url "http://127.0.0.1:$PORT/webhooks/stripe" --webhook-secret whsec_e2e >/dev/null &
 STRIPE=$!
+"$FAKES" smtp --listen "127.0.0.1:$SMTP_PORT" --inbox "127.0.0.1:$INBOX_PORT" >/dev/null &
+SMTP=$!
 "$BIN" serve &
 SERVER=$!
-trap 'kill $SERVER $STRIPE 2>/dev/null; wait $SERVER $STRIPE 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
+trap 'kill $SERVER $STRIPE $SMTP 2>/dev/null; wait $SERVER $STRIPE $SMTP 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
 wait $SERVER

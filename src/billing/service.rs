@@ -680,7 +680,7 @@ pub async fn checkout_return(state: &AppState, session_id: &str) -> &'static str
     let Some(customer) = session.customer else {
         return "/plans?checkout=pending";
     };
-    match sync_customer(state, &customer).await {
+    match locked_sync(state, &customer).await {
         Ok(Some(_)) => "/plans?checkout=success",
         Ok(None) => "/plans?checkout=unknown",
         Err(e) => {
@@ -780,9 +780,15 @@ pub async fn change_plan(
     let (sub, target, proration) = change_target(state, user, plan_id).await?;
     let client = state.billing.client()?;
     let price = target.stripe_price_id.clone().unwrap_or_default();
-    let remote = api::change_price(client, &remote_of(&sub), &price, proration).await?;
-    tracing::info!(user.id = %user, subscription = %sub.id, plan.id = %target.id, ?proration, "plan changed");
-    written(state, user, &remote).await
+    let lock = lock_customer(state, &sub.customer_id).await;
+    let done = async {
+        let remote = api::change_price(client, &remote_of(&sub), &price, proration).await?;
+        tracing::info!(user.id = %user, subscription = %sub.id, plan.id = %target.id, ?proration, "plan changed");
+        written(state, user, &remote).await
+    }
+    .await;
+    unlock_customer(state, lock).await;
+    done
 }
 
 pub async fn cancel(
@@ -792,13 +798,19 @@ pub async fn cancel(
 ) -> Result<subscription::Model> {
     let client = state.billing.client()?;
     let sub = running_subscription(state, user).await?;
-    let remote = if at_period_end {
-        api::set_cancel_at_period_end(client, &sub.id, true).await?
-    } else {
-        api::cancel_now(client, &sub.id).await?
-    };
-    tracing::info!(user.id = %user, subscription = %sub.id, at_period_end, "subscription canceled");
-    written(state, user, &remote).await
+    let lock = lock_customer(state, &sub.customer_id).await;
+    let done = async {
+        let remote = if at_period_end {
+            api::set_cancel_at_period_end(client, &sub.id, true).await?
+        } else {
+            api::cancel_now(client, &sub.id).await?
+        };
+        tracing::info!(user.id = %user, subscription = %sub.id, at_period_end, "subscription canceled");
+        written(state, user, &remote).await
+    }
+    .await;
+    unlock_customer(state, lock).await;
+    done
 }
 
 pub async fn resume(state: &AppState, user: Uuid) -> Result<subscription::Model> {
@@ -818,8 +830,63 @@ pub async fn resume(state: &AppState, user: Uuid) -> Result<subscription::Model>
     if !sub.cancel_at_period_end {
         return Err(ApiError::conflict("not_canceling", "no cancellation is scheduled").into());
     }
-    let remote = api::set_cancel_at_period_end(client, &sub.id, false).await?;
-    written(state, user, &remote).await
+    let lock = lock_customer(state, &sub.customer_id).await;
+    let done = async {
+        let remote = api::set_cancel_at_period_end(client, &sub.id, false).await?;
+        written(state, user, &remote).await
+    }
+    .await;
+    unlock_customer(state, lock).await;
+    done
+}
+
+/// The key of a customer's sync lock.
+fn sync_lock(customer: &str) -> String {
+    format!("billing:sync:{customer}")
+}
+
+/// Takes a customer's sync lock for a change of ours (waiting up to 5 s for a processor
+/// to finish), so a sync that read Stripe before our change cannot write after it. Without
+/// the kv store, or after the wait, it goes ahead unlocked (the next event corrects a
+/// stale write).
+async fn lock_customer(state: &AppState, customer: &str) -> Option<String> {
+    let key = sync_lock(customer);
+    let started = std::time::Instant::now();
+    loop {
+        match state.kv.set_nx(&key, b"1", SYNC_LOCK).await {
+            Ok(true) => return Some(key),
+            Ok(false) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    customer,
+                    "billing sync lock still held after 5 s; going ahead"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "billing sync lock unavailable");
+                return None;
+            }
+        }
+    }
+}
+
+async fn unlock_customer(state: &AppState, key: Option<String>) {
+    if let Some(key) = key
+        && let Err(e) = state.kv.delete(&key).await
+    {
+        tracing::warn!(error = %e, "could not release a billing sync lock");
+    }
+}
+
+/// [`sync_customer`] under the customer's sync lock (the return redirect, the sweep).
+pub async fn locked_sync(state: &AppState, customer: &str) -> Result<Option<Uuid>> {
+    let lock = lock_customer(state, customer).await;
+    let done = sync_customer(state, customer).await;
+    unlock_customer(state, lock).await;
+    done
 }
 
 /// Writes what Stripe answered to our own call, mails and notifies, and returns the row.
@@ -941,12 +1008,10 @@ const MAX_BACKOFF_S: i64 = 3600;
 
 /// Applies one claimed event and records the outcome (or schedules a retry). One customer's
 /// events are applied one at a time across instances (a kv lock), so an older read of
-/// Stripe cannot land after a newer one.
-pub async fn process(state: &AppState, event: stripe_event::Model) {
-    let lock = event
-        .customer_id
-        .as_ref()
-        .map(|c| format!("billing:sync:{c}"));
+/// Stripe cannot land after a newer one. False when the customer was busy (the event is
+/// put back for a moment).
+pub async fn process(state: &AppState, event: stripe_event::Model) -> bool {
+    let lock = event.customer_id.as_deref().map(sync_lock);
     if let Some(key) = &lock {
         match state.kv.set_nx(key, b"1", SYNC_LOCK).await {
             Ok(true) => {}
@@ -964,7 +1029,7 @@ pub async fn process(state: &AppState, event: stripe_event::Model) {
                 if let Err(e) = again {
                     tracing::warn!(error = %e, event = %event.id, "could not release a busy event");
                 }
-                return;
+                return false;
             }
             // Without the kv store, the database's own locks still keep money right.
             Err(e) => tracing::warn!(error = %e, "billing sync lock unavailable"),
@@ -1017,6 +1082,7 @@ pub async fn process(state: &AppState, event: stripe_event::Model) {
         tracing::warn!(error = %e, event = %event.id, "could not record an event's outcome");
     }
     state.metrics.record_billing_event(&event.kind, label);
+    true
 }
 
 async fn apply_event(state: &AppState, event: &stripe_event::Model) -> Result<()> {
@@ -1267,10 +1333,14 @@ pub async fn run_processor(state: AppState) {
     if state.billing.client.is_none() {
         return;
     }
+    // Rounds left to poll quickly: an event put back because its customer was busy elsewhere
+    // is due again within a fraction of a second.
+    let mut quick = 0u32;
     loop {
+        let mut busy = false;
         loop {
             match claim_next(&state).await {
-                Ok(Some(event)) => process(&state, event).await,
+                Ok(Some(event)) => busy |= !process(&state, event).await,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim Stripe events");
@@ -1281,10 +1351,11 @@ pub async fn run_processor(state: AppState) {
                 return;
             }
         }
+        quick = if busy { 20 } else { quick.saturating_sub(1) };
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = state.billing.wake.notified() => {}
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(if quick > 0 { 100 } else { 2000 })) => {}
         }
     }
 }
@@ -1429,7 +1500,7 @@ pub async fn sweep_once(state: &AppState) -> Result<()> {
     customers.sort();
     customers.dedup();
     for c in &customers {
-        if let Err(e) = sync_customer(state, c).await {
+        if let Err(e) = locked_sync(state, c).await {
             // Nothing is concluded from a stale row.
             tracing::warn!(error = %e, customer = %c, "sweep: sync failed");
             continue;

@@ -30,6 +30,9 @@ type Documents = {
     "\n  mutation ResumeSubscription {\n    resumeSubscription {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n": typeof types.ResumeSubscriptionDocument,
     "\n  mutation OpenBillingPortal {\n    openBillingPortal {\n      url\n    }\n  }\n": typeof types.OpenBillingPortalDocument,
     "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": typeof types.LoginDocument,
+    "\n  mutation RequestLoginCode($email: String!) {\n    requestLoginCode(email: $email)\n  }\n": typeof types.RequestLoginCodeDocument,
+    "\n  mutation LoginWithCode($email: String!, $code: String!) {\n    loginWithCode(email: $email, code: $code) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": typeof types.LoginWithCodeDocument,
+    "\n  mutation RequestPasswordReset($email: String!) {\n    requestPasswordReset(email: $email)\n  }\n": typeof types.RequestPasswordResetDocument,
     "\n  mutation Register($input: RegisterInput!) {\n    register(input: $input) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": typeof types.RegisterDocument,
     "\n  query Providers {\n    authProviders {\n      kind\n      name\n      loginUrl\n    }\n  }\n": typeof types.ProvidersDocument,
     "\n  query AccessTokens {\n    accessTokenPrices {\n      durationHours\n      price\n    }\n    accessProxy {\n      configured\n      baseUrl\n    }\n    me {\n      id\n      wallet {\n        available\n      }\n      accessTokens(first: 50, activeOnly: false) {\n        edges {\n          node {\n            id\n            name\n            durationHours\n            status\n            expiresAt\n            lastUsedAt\n          }\n        }\n      }\n    }\n  }\n": typeof types.AccessTokensDocument,
@@ -60,6 +63,9 @@ const documents: Documents = {
     "\n  mutation ResumeSubscription {\n    resumeSubscription {\n      id\n      cancelAtPeriodEnd\n    }\n  }\n": types.ResumeSubscriptionDocument,
     "\n  mutation OpenBillingPortal {\n    openBillingPortal {\n      url\n    }\n  }\n": types.OpenBillingPortalDocument,
     "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": types.LoginDocument,
+    "\n  mutation RequestLoginCode($email: String!) {\n    requestLoginCode(email: $email)\n  }\n": types.RequestLoginCodeDocument,
+    "\n  mutation LoginWithCode($email: String!, $code: String!) {\n    loginWithCode(email: $email, code: $code) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": types.LoginWithCodeDocument,
+    "\n  mutation RequestPasswordReset($email: String!) {\n    requestPasswordReset(email: $email)\n  }\n": types.RequestPasswordResetDocument,
     "\n  mutation Register($input: RegisterInput!) {\n    register(input: $input) {\n      user {\n        id\n        username\n      }\n    }\n  }\n": types.RegisterDocument,
     "\n  query Providers {\n    authProviders {\n      kind\n      name\n      loginUrl\n    }\n  }\n": types.ProvidersDocument,
     "\n  query AccessTokens {\n    accessTokenPrices {\n      durationHours\n      price\n    }\n    accessProxy {\n      configured\n      baseUrl\n    }\n    me {\n      id\n      wallet {\n        available\n      }\n      accessTokens(first: 50, activeOnly: false) {\n        edges {\n          node {\n            id\n            name\n            durationHours\n            status\n            expiresAt\n            lastUsedAt\n          }\n        }\n      }\n    }\n  }\n": types.AccessTokensDocument,
@@ -152,6 +158,18 @@ export function graphql(source: "\n  mutation OpenBillingPortal {\n    openBilli
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      user {\n        id\n        username\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation Login($email: String!, $password: String!) {\n    login(email: $email, password: $password) {\n      user {\n        id\n        username\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation RequestLoginCode($email: String!) {\n    requestLoginCode(email: $email)\n  }\n"): (typeof documents)["\n  mutation RequestLoginCode($email: String!) {\n    requestLoginCode(email: $email)\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LoginWithCode($email: String!, $code: String!) {\n    loginWithCode(email: $email, code: $code) {\n      user {\n        id\n        username\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation LoginWithCode($email: String!, $code: String!) {\n    loginWithCode(email: $email, code: $code) {\n      user {\n        id\n        username\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation RequestPasswordReset($email: String!) {\n    requestPasswordReset(email: $email)\n  }\n"): (typeof documents)["\n  mutation RequestPasswordReset($email: String!) {\n    requestPasswordReset(email: $email)\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

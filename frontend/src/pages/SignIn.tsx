@@ -17,6 +17,29 @@ const LOGIN = graphql(`
   }
 `);
 
+const REQUEST_CODE = graphql(`
+  mutation RequestLoginCode($email: String!) {
+    requestLoginCode(email: $email)
+  }
+`);
+
+const LOGIN_WITH_CODE = graphql(`
+  mutation LoginWithCode($email: String!, $code: String!) {
+    loginWithCode(email: $email, code: $code) {
+      user {
+        id
+        username
+      }
+    }
+  }
+`);
+
+const REQUEST_RESET = graphql(`
+  mutation RequestPasswordReset($email: String!) {
+    requestPasswordReset(email: $email)
+  }
+`);
+
 const REGISTER = graphql(`
   mutation Register($input: RegisterInput!) {
     register(input: $input) {
@@ -74,35 +97,100 @@ function Providers({ next }: { next: string }) {
   );
 }
 
+type Mode = 'password' | 'code' | 'forgot';
+
 export function SignIn() {
   const { next, done: signedIn } = useSignedIn();
+  const [mode, setMode] = useState<Mode>('password');
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
+  const [code, setCode] = useState('');
+  const [codeSent, setCodeSent] = useState(false);
+  const [resetSent, setResetSent] = useState(false);
   const [result, login] = useMutation(LOGIN);
-  const problem = describe(result.error);
+  const [requested, requestCode] = useMutation(REQUEST_CODE);
+  const [coded, loginWithCode] = useMutation(LOGIN_WITH_CODE);
+  const [reset, requestReset] = useMutation(REQUEST_RESET);
+  const problem = describe(result.error ?? requested.error ?? coded.error ?? reset.error);
+  const switchTo = (m: Mode) => {
+    setMode(m);
+    setCodeSent(false);
+    setResetSent(false);
+  };
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    signedIn((await login({ email, password })).data?.login.user);
+    if (mode === 'password') {
+      signedIn((await login({ email, password })).data?.login.user);
+    } else if (mode === 'code' && !codeSent) {
+      if ((await requestCode({ email })).data) setCodeSent(true);
+    } else if (mode === 'code') {
+      signedIn((await loginWithCode({ email, code: code.trim() })).data?.loginWithCode.user);
+    } else if ((await requestReset({ email })).data) {
+      setResetSent(true);
+    }
   };
+  const busy = result.fetching || requested.fetching || coded.fetching || reset.fetching;
   return (
     <section className="card narrow">
-      <h1>Sign in</h1>
-      <Providers next={next} />
+      <h1>{mode === 'forgot' ? 'Reset your password' : 'Sign in'}</h1>
+      {mode !== 'forgot' && <Providers next={next} />}
       <form onSubmit={submit}>
         <Field label="Email" type="email" autoComplete="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
-        <Field
-          label="Password"
-          type="password"
-          autoComplete="current-password"
-          required
-          value={password}
-          onChange={(e) => setPassword(e.target.value)}
-        />
+        {mode === 'password' && (
+          <Field
+            label="Password"
+            type="password"
+            autoComplete="current-password"
+            required
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+          />
+        )}
+        {mode === 'code' && codeSent && (
+          <>
+            <p role="status">If the address can receive mail, a six-digit code is on its way (valid 10 minutes).</p>
+            <Field
+              label="Code"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              pattern="[0-9]{6}"
+              required
+              value={code}
+              onChange={(e) => setCode(e.target.value)}
+            />
+          </>
+        )}
+        {mode === 'forgot' && resetSent && (
+          <p role="status">If an account uses this address, a link to set a new password is on its way.</p>
+        )}
         <ProblemAlert problem={problem} />
-        <button type="submit" disabled={result.fetching}>
-          Sign in
+        <button type="submit" disabled={busy}>
+          {mode === 'password'
+            ? 'Sign in'
+            : mode === 'forgot'
+              ? 'Send the link'
+              : codeSent
+                ? 'Sign in with the code'
+                : 'Email me a code'}
         </button>
       </form>
+      <p className="actions">
+        {mode !== 'password' && (
+          <button type="button" className="link" onClick={() => switchTo('password')}>
+            Use my password
+          </button>
+        )}
+        {mode !== 'code' && (
+          <button type="button" className="link" onClick={() => switchTo('code')}>
+            Email me a sign-in code
+          </button>
+        )}
+        {mode !== 'forgot' && (
+          <button type="button" className="link" onClick={() => switchTo('forgot')}>
+            Forgot your password?
+          </button>
+        )}
+      </p>
       <p>
         New here? <Link href={`/register?next=${encodeURIComponent(next)}`}>Create an account</Link>
       </p>

@@ -1,7 +1,7 @@
 //! `tessera-fakes <name> --listen 127.0.0.1:PORT [options]`: runs one fake until interrupted
 //! and prints `ready <base url>` once it accepts connections.
 //!
-//! - `smtp`
+//! - `smtp [--inbox 127.0.0.1:PORT]`: with `--inbox`, `GET /messages` there lists what arrived
 //! - `upstream`: an HTTP and WebSocket site for the access proxy (see `upstream.rs`)
 //! - `google` (any OpenID Connect issuer), `discord`, `github`, each with
 //!   `--client-id ID --client-secret SECRET`; `POST /_control/user` sets the account the
@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use tessera_fakes::oauth::{Flavor, OAuthFake};
 
-const USAGE: &str = "usage: tessera-fakes smtp|upstream|google-ssv [--listen 127.0.0.1:PORT]
+const USAGE: &str = "usage: tessera-fakes smtp [--listen 127.0.0.1:PORT] [--inbox 127.0.0.1:PORT]
+       tessera-fakes upstream|google-ssv [--listen 127.0.0.1:PORT]
        tessera-fakes stripe [--listen 127.0.0.1:PORT] [--webhook-url URL] [--webhook-secret SECRET]...
        tessera-fakes turnstile [--listen 127.0.0.1:PORT] --secret SECRET [--hostname HOST]
        tessera-fakes google|discord|github [--listen 127.0.0.1:PORT] --client-id ID --client-secret SECRET";
@@ -43,6 +44,12 @@ async fn main() -> ExitCode {
             Ok(fake) => fake,
             Err(e) => return cannot_listen(listen, e),
         };
+        if let Some(inbox) = option(&args, "--inbox") {
+            match fake.serve_inbox(inbox).await {
+                Ok(addr) => println!("inbox http://{addr}/messages"),
+                Err(e) => return cannot_listen(inbox, e),
+            }
+        }
         println!("ready {}", fake.url());
         let _ = tokio::signal::ctrl_c().await;
         for message in fake.received() {

@@ -74,6 +74,26 @@ impl SmtpFake {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+    /// Serves what was received over HTTP on `addr` (for tests in another process, such as
+    /// the browser tests): `GET /messages` answers `[{"from", "to", "text"}]`, oldest first.
+    pub async fn serve_inbox(&self, addr: &str) -> std::io::Result<SocketAddr> {
+        use poem::{EndpointExt, Route, Server, handler, web::Data, web::Json};
+        #[handler]
+        fn messages(Data(store): Data<&Arc<Mutex<Vec<Received>>>>) -> Json<serde_json::Value> {
+            let all = store.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Json(serde_json::Value::Array(
+                all.iter()
+                    .map(|m| serde_json::json!({ "from": m.from, "to": m.to, "text": m.text() }))
+                    .collect(),
+            ))
+        }
+        let (acceptor, bound) = crate::bind_http(addr).await?;
+        let routes = Route::new()
+            .at("/messages", poem::get(messages))
+            .data(Arc::clone(&self.received));
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(routes));
+        Ok(bound)
+    }
 }
 
 impl Drop for SmtpFake {

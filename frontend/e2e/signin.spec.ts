@@ -1,0 +1,72 @@
+import { expect, test, type APIRequestContext } from '@playwright/test';
+import { PASSWORD, gql, unique } from './api';
+
+test.beforeEach(async ({ page }) => {
+  page.on('pageerror', (e) => {
+    throw e;
+  });
+});
+
+// The SMTP fake's inbox (server.sh: the server's port + 3).
+const INBOX = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 18480) + 3}/messages`;
+
+/** The text of the newest mail to `to` that matches `pattern`, waiting for it. */
+async function mailTo(request: APIRequestContext, to: string, pattern: RegExp): Promise<RegExpMatchArray> {
+  for (let i = 0; i < 50; i++) {
+    const all: { to: string[]; text: string }[] = await (await request.get(INBOX)).json();
+    const found = all
+      .filter((m) => m.to.includes(to))
+      .map((m) => m.text.match(pattern))
+      .filter((m): m is RegExpMatchArray => m !== null)
+      .pop();
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no mail to ${to} matching ${pattern}`);
+}
+
+test('a one-time code signs in (and opens an account for a new address)', async ({ page, request }) => {
+  const email = `${unique('code')}@example.com`;
+  await page.goto('/wallet');
+  await expect(page).toHaveURL(/\/signin\?next=%2Fwallet/);
+  await page.getByRole('button', { name: 'Email me a sign-in code' }).click();
+  await page.getByLabel('Email').fill(email);
+  await page.getByRole('button', { name: 'Email me a code' }).click();
+  await expect(page.getByRole('status')).toContainText('six-digit code');
+  // A wrong code is refused in words, and nothing signs in.
+  await page.getByLabel('Code').fill('000000');
+  await page.getByRole('button', { name: 'Sign in with the code' }).click();
+  await expect(page.getByRole('alert')).toBeVisible();
+  const [, code] = await mailTo(request, email, /sign-in code is (\d{6})/);
+  await page.getByLabel('Code').fill(code);
+  await page.getByRole('button', { name: 'Sign in with the code' }).click();
+  await expect(page).toHaveURL(/\/wallet$/);
+  await expect(page.getByTestId('balance')).toHaveText('0');
+});
+
+test('a forgotten password is reset from the mailed link', async ({ page, request }) => {
+  const name = unique('f');
+  const email = `${name}@example.com`;
+  await gql(request, null, 'mutation($i: RegisterInput!) { register(input: $i) { user { id } } }', {
+    i: { email, username: name, password: PASSWORD },
+  });
+  await page.goto('/signin');
+  await page.getByRole('button', { name: 'Forgot your password?' }).click();
+  await page.getByLabel('Email').fill(email);
+  await page.getByRole('button', { name: 'Send the link' }).click();
+  await expect(page.getByRole('status')).toContainText('a link to set a new password');
+  const [link] = await mailTo(request, email, /http:\/\/\S+\/reset-password\?token=\S+/);
+  await page.goto(link);
+  const fresh = 'lantern-quiet-harbor-42';
+  await page.getByLabel('New password').fill(fresh);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('status')).toContainText('Your password is changed');
+  await page.goto('/signin');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toContainText('do not match');
+  await page.getByLabel('Password').fill(fresh);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/wallet$/);
+});
