@@ -404,6 +404,12 @@ pub async fn retrieve_checkout(client: &Client, id: &str) -> Result<RemoteChecko
     Ok(RemoteCheckout::from_stripe(&session))
 }
 
+/// The subscription Stripe answered with, which must carry its item.
+fn one_subscription(sub: &stripe_shared::Subscription) -> Result<RemoteSubscription> {
+    RemoteSubscription::from_stripe(sub)
+        .ok_or_else(|| ApiFailure::Malformed("a subscription without items".into()))
+}
+
 /// Every subscription of a customer, whatever its status.
 pub async fn list_subscriptions(
     client: &Client,
@@ -464,8 +470,7 @@ pub async fn change_price(
         .request_strategy(strategy(None)?)
         .send(client)
         .await?;
-    RemoteSubscription::from_stripe(&updated)
-        .ok_or_else(|| ApiFailure::Malformed("a subscription without items".into()))
+    one_subscription(&updated)
 }
 
 pub async fn set_cancel_at_period_end(
@@ -480,8 +485,7 @@ pub async fn set_cancel_at_period_end(
         .request_strategy(strategy(None)?)
         .send(client)
         .await?;
-    RemoteSubscription::from_stripe(&updated)
-        .ok_or_else(|| ApiFailure::Malformed("a subscription without items".into()))
+    one_subscription(&updated)
 }
 
 pub async fn cancel_now(client: &Client, subscription: &str) -> Result<RemoteSubscription> {
@@ -491,8 +495,7 @@ pub async fn cancel_now(client: &Client, subscription: &str) -> Result<RemoteSub
         .request_strategy(strategy(None)?)
         .send(client)
         .await?;
-    RemoteSubscription::from_stripe(&canceled)
-        .ok_or_else(|| ApiFailure::Malformed("a subscription without items".into()))
+    one_subscription(&canceled)
 }
 
 /// What changing to `price_id` would invoice now.

@@ -780,15 +780,12 @@ pub async fn change_plan(
     let (sub, target, proration) = change_target(state, user, plan_id).await?;
     let client = state.billing.client()?;
     let price = target.stripe_price_id.clone().unwrap_or_default();
-    let lock = lock_customer(state, &sub.customer_id).await;
-    let done = async {
+    under_lock(state, &sub.customer_id, async {
         let remote = api::change_price(client, &remote_of(&sub), &price, proration).await?;
         tracing::info!(user.id = %user, subscription = %sub.id, plan.id = %target.id, ?proration, "plan changed");
         written(state, user, &remote).await
-    }
-    .await;
-    unlock_customer(state, lock).await;
-    done
+    })
+    .await
 }
 
 pub async fn cancel(
@@ -798,8 +795,7 @@ pub async fn cancel(
 ) -> Result<subscription::Model> {
     let client = state.billing.client()?;
     let sub = running_subscription(state, user).await?;
-    let lock = lock_customer(state, &sub.customer_id).await;
-    let done = async {
+    under_lock(state, &sub.customer_id, async {
         let remote = if at_period_end {
             api::set_cancel_at_period_end(client, &sub.id, true).await?
         } else {
@@ -807,10 +803,8 @@ pub async fn cancel(
         };
         tracing::info!(user.id = %user, subscription = %sub.id, at_period_end, "subscription canceled");
         written(state, user, &remote).await
-    }
-    .await;
-    unlock_customer(state, lock).await;
-    done
+    })
+    .await
 }
 
 pub async fn resume(state: &AppState, user: Uuid) -> Result<subscription::Model> {
@@ -830,14 +824,11 @@ pub async fn resume(state: &AppState, user: Uuid) -> Result<subscription::Model>
     if !sub.cancel_at_period_end {
         return Err(ApiError::conflict("not_canceling", "no cancellation is scheduled").into());
     }
-    let lock = lock_customer(state, &sub.customer_id).await;
-    let done = async {
+    under_lock(state, &sub.customer_id, async {
         let remote = api::set_cancel_at_period_end(client, &sub.id, false).await?;
         written(state, user, &remote).await
-    }
-    .await;
-    unlock_customer(state, lock).await;
-    done
+    })
+    .await
 }
 
 /// The key of a customer's sync lock.
@@ -881,12 +872,21 @@ async fn unlock_customer(state: &AppState, key: Option<String>) {
     }
 }
 
-/// [`sync_customer`] under the customer's sync lock (the return redirect, the sweep).
-pub async fn locked_sync(state: &AppState, customer: &str) -> Result<Option<Uuid>> {
+/// `work` under the customer's sync lock.
+async fn under_lock<T>(
+    state: &AppState,
+    customer: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let lock = lock_customer(state, customer).await;
-    let done = sync_customer(state, customer).await;
+    let done = work.await;
     unlock_customer(state, lock).await;
     done
+}
+
+/// [`sync_customer`] under the customer's sync lock (the return redirect, the sweep).
+pub async fn locked_sync(state: &AppState, customer: &str) -> Result<Option<Uuid>> {
+    under_lock(state, customer, sync_customer(state, customer)).await
 }
 
 /// Writes what Stripe answered to our own call, mails and notifies, and returns the row.
