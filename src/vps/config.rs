@@ -24,6 +24,27 @@ pub struct VpsConfig {
     )]
     pub vps_heartbeat_timeout: HumanDuration,
 
+    /// How long a worker has, after taking a job, to list its session in its heartbeats.
+    /// A provision job it does not list by then is handed out again (or the session fails
+    /// once steps were reported); a running session it no longer lists ends, the unused
+    /// whole hours back; a teardown it was sent again.
+    #[arg(
+        long,
+        env = "VPS_JOB_LEASE",
+        value_name = "VPS_JOB_LEASE",
+        default_value = "30s"
+    )]
+    pub vps_job_lease: HumanDuration,
+
+    /// Running sessions on a worker offline this long end (the unused whole hours back).
+    #[arg(
+        long,
+        env = "VPS_OFFLINE_GRACE",
+        value_name = "VPS_OFFLINE_GRACE",
+        default_value = "10m"
+    )]
+    pub vps_offline_grace: HumanDuration,
+
     /// A session waiting this long for a free worker fails (refunded in full).
     #[arg(
         long,

@@ -920,26 +920,7 @@ pub async fn stop(
                 }
             }
             SessionStatus::Running => {
-                let used = used_hours(&row, now);
-                let unused = i64::from(row.hours) - used;
-                let refund = unused * row.price_per_hour;
-                if refund > 0 {
-                    let moved = wallet::service::transfer_in(
-                        txn,
-                        &TransferRequest::new(
-                            Account::System(SystemAccount::Sales),
-                            Account::User(row.user_id),
-                            refund,
-                            TransferKind::Refund,
-                        )
-                        .reference(reference(row.id))
-                        .idempotency_key(Some(format!("vps:refund:{}", row.id)))
-                        .metadata(json!({ "unusedHours": unused })),
-                    )
-                    .await?;
-                    fx.wallets.extend(moved.users);
-                    row.amount_refunded += refund;
-                }
+                refund_unused(txn, fx, &mut row, now).await?;
                 row.status = SessionStatus::Stopping.as_str().to_owned();
                 row.ended_at = Some(now);
                 if let Some(worker) = row.worker_id {
@@ -959,6 +940,35 @@ pub async fn stop(
         tracing::info!(session.id = %row.id, status = %row.status, refunded = row.amount_refunded, "vps session stopped");
         Ok(row)
     })
+}
+
+/// Gives the unused whole hours of a running session back (a `REFUND` transfer).
+async fn refund_unused(
+    conn: &impl ConnectionTrait,
+    fx: &mut Effects,
+    row: &mut session::Model,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let unused = i64::from(row.hours) - used_hours(row, now);
+    let refund = unused * row.price_per_hour;
+    if refund > 0 {
+        let moved = wallet::service::transfer_in(
+            conn,
+            &TransferRequest::new(
+                Account::System(SystemAccount::Sales),
+                Account::User(row.user_id),
+                refund,
+                TransferKind::Refund,
+            )
+            .reference(reference(row.id))
+            .idempotency_key(Some(format!("vps:refund:{}", row.id)))
+            .metadata(json!({ "unusedHours": unused })),
+        )
+        .await?;
+        fx.wallets.extend(moved.users);
+        row.amount_refunded += refund;
+    }
+    Ok(())
 }
 
 /// Hours started since the machine began running (at least 1, at most what was paid).
@@ -1212,18 +1222,22 @@ pub async fn worker_load(conn: &impl ConnectionTrait, worker_id: Uuid) -> Result
 pub struct Heartbeat {
     /// Sessions it can run at once (unchanged when absent).
     pub capacity: Option<i32>,
-    /// Sessions it holds a machine for.
-    #[serde(default)]
-    pub sessions: Vec<Uuid>,
+    /// Sessions it holds a machine for (or is building one for). When present, the
+    /// server reconciles its view with it (see [`reconcile`]).
+    pub sessions: Option<Vec<Uuid>>,
 }
 
-/// Records a heartbeat. Returns the worker's status and the sessions it holds that have
-/// ended here, which it should tear down.
+/// Records a heartbeat the worker signed at `signed_at`. Returns the worker's status and
+/// the sessions it holds that have ended here (or whose teardown it seems to have lost),
+/// which it should tear down.
 pub async fn heartbeat(
     state: &AppState,
     worker: &worker::Model,
     beat: Heartbeat,
+    signed_at: DateTime<Utc>,
 ) -> Result<(String, Vec<Uuid>)> {
+    let reports_sessions = beat.sessions.is_some();
+    let held = beat.sessions.unwrap_or_default();
     if let Some(capacity) = beat.capacity
         && !(0..=10_000).contains(&capacity)
     {
@@ -1232,7 +1246,7 @@ pub async fn heartbeat(
             "capacity must be 0 to 10000",
         ));
     }
-    if beat.sessions.len() > 10_000 {
+    if held.len() > 10_000 {
         return Err(VpsError::invalid(
             "too_many_sessions",
             "at most 10000 sessions",
@@ -1247,7 +1261,7 @@ pub async fn heartbeat(
     }
     update.exec(state.db.conn()).await?;
     let mut ended = Vec::new();
-    for chunk in beat.sessions.chunks(500) {
+    for chunk in held.chunks(500) {
         let rows = session::Entity::find()
             .filter(session::Column::Id.is_in(chunk.to_vec()))
             .all(state.db.conn())
@@ -1262,11 +1276,154 @@ pub async fn heartbeat(
             }
         }
     }
+    if reports_sessions {
+        ended.extend(reconcile(state, worker, &held, signed_at.min(Utc::now())).await?);
+    }
     let grew = !worker.reachable || beat.capacity.is_some_and(|c| c > worker.capacity);
     if grew {
         spawn_dispatch(state);
     }
     Ok((worker.status.clone(), ended))
+}
+
+/// Compares what the worker says it holds (as of `as_of`) with what this server handed it,
+/// for everything handed out more than the job lease before:
+///
+/// - a provision job it does not hold never reached it (a lost answer, a restart): with no
+///   step reported yet it is handed out again, otherwise the session fails, all back;
+/// - a running session it does not hold has lost its machine: it ends failed, the unused
+///   whole hours back;
+/// - a session being torn down: not held, it is stopped; still held, the teardown is sent
+///   again (returned, to join the heartbeat's `teardown` list).
+///
+/// Each change re-checks the row under its lock, so this races safely with step reports,
+/// stops and the sweeps.
+async fn reconcile(
+    state: &AppState,
+    worker: &worker::Model,
+    held: &[Uuid],
+    as_of: DateTime<Utc>,
+) -> Result<Vec<Uuid>> {
+    let lease = chrono::Duration::from_std(state.config.vps.vps_job_lease.0).unwrap_or_default();
+    let cutoff = as_of - lease;
+    let held: std::collections::HashSet<Uuid> = held.iter().copied().collect();
+    let rows = session::Entity::find()
+        .filter(session::Column::WorkerId.eq(worker.id))
+        .filter(session::Column::Status.is_in([
+            SessionStatus::Provisioning.as_str(),
+            SessionStatus::Running.as_str(),
+            SessionStatus::Stopping.as_str(),
+        ]))
+        .all(state.db.conn())
+        .await?;
+    let mut resend = Vec::new();
+    for row in rows {
+        let is_held = held.contains(&row.id);
+        let due = match status_of(&row) {
+            SessionStatus::Provisioning => row.provisioning_at.is_some_and(|t| t < cutoff),
+            SessionStatus::Running => row.running_at.is_some_and(|t| t < cutoff),
+            SessionStatus::Stopping => teardown_sent_before(state, row.id, cutoff).await?,
+            _ => false,
+        };
+        if !due {
+            continue;
+        }
+        if is_held {
+            if status_of(&row) == SessionStatus::Stopping {
+                tracing::warn!(session.id = %row.id, worker.id = %worker.id, "the worker still holds a session it was told to tear down: sending the teardown again");
+                resend.push(row.id);
+            }
+            continue;
+        }
+        in_txn!(state, |txn, fx| async {
+            let Some(mut row) = lock_session(txn, row.id).await? else {
+                return Ok(());
+            };
+            if row.worker_id != Some(worker.id) {
+                return Ok(());
+            }
+            match status_of(&row) {
+                SessionStatus::Provisioning if row.provisioning_at.is_some_and(|t| t < cutoff) => {
+                    let started = checklist_item::Entity::find()
+                        .filter(checklist_item::Column::SessionId.eq(row.id))
+                        .filter(checklist_item::Column::Status.ne("pending"))
+                        .count(txn)
+                        .await?;
+                    if started > 0 {
+                        tracing::warn!(session.id = %row.id, worker.id = %worker.id, "the worker lost a session it was building");
+                        return fail(
+                            txn,
+                            fx,
+                            &mut row,
+                            "the worker lost the machine while building it".into(),
+                            Vec::new(),
+                        )
+                        .await;
+                    }
+                    let again = job::Entity::update_many()
+                        .col_expr(
+                            job::Column::ClaimedAt,
+                            Expr::value(Option::<DateTime<Utc>>::None),
+                        )
+                        .filter(job::Column::SessionId.eq(row.id))
+                        .filter(job::Column::Kind.eq("provision"))
+                        .exec(txn)
+                        .await?
+                        .rows_affected;
+                    if again == 0 {
+                        return Ok(());
+                    }
+                    tracing::warn!(session.id = %row.id, worker.id = %worker.id, "the worker never took its provision job: handing it out again");
+                    row.status = SessionStatus::Pending.as_str().to_owned();
+                    row.provisioning_at = None;
+                    fx.workers.push(worker.id);
+                    record(txn, fx, &mut row, Vec::new()).await
+                }
+                SessionStatus::Running if row.running_at.is_some_and(|t| t < cutoff) => {
+                    tracing::warn!(session.id = %row.id, worker.id = %worker.id, "the worker no longer holds a running session");
+                    end_lost(txn, fx, &mut row, "the worker no longer holds the machine").await
+                }
+                SessionStatus::Stopping => {
+                    row.status = SessionStatus::Stopped.as_str().to_owned();
+                    fx.dispatch = true;
+                    record(txn, fx, &mut row, Vec::new()).await
+                }
+                _ => Ok(()),
+            }
+        })?;
+    }
+    Ok(resend)
+}
+
+/// Whether the session's teardown job was taken by its worker before `cutoff`.
+async fn teardown_sent_before(
+    state: &AppState,
+    session_id: Uuid,
+    cutoff: DateTime<Utc>,
+) -> Result<bool> {
+    Ok(job::Entity::find()
+        .filter(job::Column::SessionId.eq(session_id))
+        .filter(job::Column::Kind.eq("teardown"))
+        .filter(job::Column::ClaimedAt.lt(cutoff))
+        .count(state.db.conn())
+        .await?
+        > 0)
+}
+
+/// Ends a running session whose machine is gone: failed, with the unused whole hours back.
+async fn end_lost(
+    conn: &impl ConnectionTrait,
+    fx: &mut Effects,
+    row: &mut session::Model,
+    reason: &str,
+) -> Result<()> {
+    let now = Utc::now();
+    refund_unused(conn, fx, row, now).await?;
+    row.status = SessionStatus::Failed.as_str().to_owned();
+    row.failure_reason = Some(reason.to_owned());
+    row.ended_at = Some(now);
+    fx.dispatch = true;
+    record(conn, fx, row, Vec::new()).await
 }
 
 /// A job as a worker receives it.
@@ -1662,6 +1819,62 @@ pub async fn mark_silent_workers(state: &AppState) -> Result<u64> {
     Ok(marked)
 }
 
+/// Running sessions on a worker offline past `VPS_OFFLINE_GRACE` end failed, the unused
+/// whole hours back (their users cannot reach them). Should the worker come back holding
+/// one, its heartbeat tells it to tear it down.
+pub async fn end_abandoned(state: &AppState) -> Result<u64> {
+    let cutoff = Utc::now()
+        - chrono::Duration::from_std(state.config.vps.vps_offline_grace.0).unwrap_or_default();
+    let gone: Vec<Uuid> = worker::Entity::find()
+        .select_only()
+        .column(worker::Column::Id)
+        .filter(worker::Column::Reachable.eq(false))
+        .filter(worker::Column::LastHeartbeatAt.lt(cutoff))
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let abandoned: Vec<Uuid> = session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::WorkerId.is_in(gone))
+        .filter(session::Column::Status.eq(SessionStatus::Running.as_str()))
+        .limit(200)
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
+    let mut ended = 0;
+    for id in abandoned {
+        let done = in_txn!(state, |txn, fx| async {
+            let Some(mut row) = lock_session(txn, id).await? else {
+                return Ok(false);
+            };
+            if status_of(&row) != SessionStatus::Running {
+                return Ok(false);
+            }
+            // Still offline, and still past the grace, under the row lock.
+            let still_gone = match row.worker_id {
+                Some(w) => worker::Entity::find_by_id(w)
+                    .one(txn)
+                    .await?
+                    .is_some_and(|w| {
+                        !w.reachable && w.last_heartbeat_at.is_some_and(|t| t < cutoff)
+                    }),
+                None => false,
+            };
+            if !still_gone {
+                return Ok(false);
+            }
+            end_lost(txn, fx, &mut row, "the worker has been offline too long").await?;
+            Ok(true)
+        })?;
+        ended += u64::from(done);
+    }
+    Ok(ended)
+}
+
 /// Sessions queued or provisioning for too long fail (everything back).
 pub async fn fail_stuck(state: &AppState) -> Result<u64> {
     let vps = &state.config.vps;
@@ -1779,6 +1992,14 @@ pub async fn sweep_once(state: &AppState) {
     }
     if let Err(e) = mark_silent_workers(state).await {
         tracing::warn!(error = %e, "worker heartbeat sweep failed");
+    }
+    match end_abandoned(state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            ended = n,
+            "running vps sessions on long-offline workers ended"
+        ),
+        Err(e) => tracing::warn!(error = %e, "offline worker sweep failed"),
     }
     match fail_stuck(state).await {
         Ok(0) => {}

@@ -271,7 +271,15 @@ pub async fn heartbeat(req: &Request, body: Body, Data(state): Data<&AppState>) 
         Ok(beat) => beat,
         Err(refusal) => return *refusal,
     };
-    match service::heartbeat(state, &worker, beat).await {
+    // Authenticated above, so the timestamp is there and within the window.
+    let signed_at = req
+        .headers()
+        .get(TIMESTAMP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    match service::heartbeat(state, &worker, beat, signed_at).await {
         Ok((status, teardown)) => json(
             StatusCode::OK,
             &serde_json::json!({ "status": status, "teardown": teardown }),

@@ -1698,3 +1698,214 @@ async fn products_change_draining_workers_get_nothing_new_and_ssh_keys_replace_p
     assert_eq!(connection["host"], "10.0.0.7");
     assert_sound(&m.app).await;
 }
+
+/// Heartbeats as a worker holding `held`; returns the sessions it is told to tear down.
+async fn beat(c: &WorkerClient, held: &[&str]) -> Vec<String> {
+    let answer = c
+        .call(
+            reqwest::Method::POST,
+            "workers/heartbeat",
+            Some(&json!({ "sessions": held })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_value(answer.body["teardown"].clone()).unwrap()
+}
+
+/// Reports every checklist step done (with the connection on the last): running.
+async fn build_all(c: &WorkerClient, id: &str) {
+    let last = tessera::vps::CHECKLIST.len() - 1;
+    for (i, (key, _)) in tessera::vps::CHECKLIST.iter().enumerate() {
+        step(c, id, key, "running", "").await;
+        let mut done = json!({ "sessionId": id, "step": key, "status": "done" });
+        if i == last {
+            done["connection"] = json!({ "host": "vm.test", "port": 22 });
+        }
+        let (code, body) = report(c, done).await;
+        assert_eq!(code, 200, "{body}");
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(1);
+/// Long enough for a heartbeat to be signed past the lease: its timestamp is whole
+/// seconds, and the server reckons from the earliest moment it may have been built.
+const PAST_LEASE: Duration = Duration::from_millis(2300);
+
+fn leased() -> TestAppBuilder {
+    builder().configure(|c| c.vps.vps_job_lease = HumanDuration(LEASE))
+}
+
+#[tokio::test]
+async fn a_provision_job_the_worker_never_took_is_handed_out_again_once_steps_began_it_fails() {
+    let m = market_on(leased()).await;
+    let ivy = customer(&m, "ivy@example.com", "ivy", 100).await;
+    let creds = create_worker(&m, "forgetful", 2).await;
+    let (id, c) = provisioning(&m, &ivy, &creds).await;
+    assert_eq!(wallet(&m.app, &ivy).await, (100, 90));
+
+    // Within the lease nothing is concluded from a heartbeat that does not list it yet.
+    assert!(beat(&c, &[]).await.is_empty());
+    assert_eq!(last_seq(&m.app, &id).await.1, "provisioning");
+    // Held: nothing changes either, however long.
+    tokio::time::sleep(PAST_LEASE).await;
+    assert!(beat(&c, &[&id]).await.is_empty());
+    let (seq, status) = last_seq(&m.app, &id).await;
+    assert_eq!(status, "provisioning");
+
+    // Past the lease and not held: the answer never reached it; the job goes out again.
+    assert!(beat(&c, &[]).await.is_empty());
+    assert_eq!(last_seq(&m.app, &id).await, (seq + 1, "pending".into()));
+    assert_eq!(wallet(&m.app, &ivy).await, (100, 90), "still reserved");
+    let again = claim(&m, &creds).await;
+    assert_eq!(again["sessionId"], id.as_str());
+    assert_eq!(again["kind"], "provision");
+    assert!(again["provision"]["steps"].is_array(), "{again}");
+    assert_eq!(last_seq(&m.app, &id).await.1, "provisioning");
+
+    // It starts building, then forgets it (a restart): the session fails, all back.
+    step(&c, &id, "reserve_capacity", "running", "on it").await;
+    tokio::time::sleep(PAST_LEASE).await;
+    assert!(beat(&c, &[]).await.is_empty());
+    let failed = get_session(&m.app, &ivy, &id).await["data"]["vpsSession"].clone();
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert_eq!(
+        failed["failureReason"],
+        "the worker lost the machine while building it"
+    );
+    assert_eq!(failed["amountRefunded"], 10);
+    assert_eq!(wallet(&m.app, &ivy).await, (100, 100));
+    // Heartbeats that leave the list out (a minimal worker) are never read as "holds nothing".
+    let (id2, c2) = provisioning(&m, &ivy, &creds).await;
+    tokio::time::sleep(PAST_LEASE).await;
+    let answer = c2
+        .call(reqwest::Method::POST, "workers/heartbeat", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(last_seq(&m.app, &id2).await.1, "provisioning");
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn running_sessions_a_worker_no_longer_holds_end_and_lost_teardowns_are_resent() {
+    let m = market_on(leased()).await;
+    let rex = customer(&m, "rex@example.com", "rex", 100).await;
+    let creds = create_worker(&m, "amnesiac", 4).await;
+    let (id, c) = provisioning(&m, &rex, &creds).await;
+    // Three hours: started building, then running.
+    let body = m
+        .app
+        .graphql_as(
+            &rex.access,
+            "mutation($id: ID!) { extendVpsSession(id: $id, hours: 2) { hours } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(body["data"]["extendVpsSession"]["hours"], 3, "{body}");
+    build_all(&c, &id).await;
+    assert_eq!(last_seq(&m.app, &id).await.1, "running");
+    assert_eq!(wallet(&m.app, &rex).await, (70, 70));
+
+    tokio::time::sleep(PAST_LEASE).await;
+    assert!(beat(&c, &[&id]).await.is_empty());
+    assert_eq!(last_seq(&m.app, &id).await.1, "running", "held: untouched");
+    // The worker restarted and holds nothing: the machine is gone, two hours come back.
+    assert!(beat(&c, &[]).await.is_empty());
+    let ended = get_session(&m.app, &rex, &id).await["data"]["vpsSession"].clone();
+    assert_eq!(ended["status"], "FAILED", "{ended}");
+    assert_eq!(
+        ended["failureReason"],
+        "the worker no longer holds the machine"
+    );
+    assert_eq!(ended["amountRefunded"], 20);
+    assert_eq!(wallet(&m.app, &rex).await, (90, 90));
+    // Should it list the session again, it is told to tear it down.
+    assert_eq!(beat(&c, &[&id]).await, vec![id.clone()]);
+
+    // A stop whose teardown the worker took and kept holding: the teardown is sent again;
+    // once it lets go, the session is stopped.
+    let (id2, _) = provisioning(&m, &rex, &creds).await;
+    build_all(&c, &id2).await;
+    let body = m
+        .app
+        .graphql_as(
+            &rex.access,
+            "mutation($id: ID!) { stopVpsSession(id: $id) { status } }",
+            json!({ "id": id2 }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["stopVpsSession"]["status"], "STOPPING",
+        "{body}"
+    );
+    let teardown = claim(&m, &creds).await;
+    assert_eq!(
+        (teardown["kind"].as_str(), teardown["sessionId"].as_str()),
+        (Some("teardown"), Some(id2.as_str()))
+    );
+    assert!(
+        beat(&c, &[&id2]).await.is_empty(),
+        "within the lease it may still be on its way"
+    );
+    tokio::time::sleep(PAST_LEASE).await;
+    assert_eq!(beat(&c, &[&id2]).await, vec![id2.clone()]);
+    assert_eq!(last_seq(&m.app, &id2).await.1, "stopping");
+    assert!(beat(&c, &[]).await.is_empty());
+    assert_eq!(last_seq(&m.app, &id2).await.1, "stopped");
+    assert_eq!(wallet(&m.app, &rex).await, (80, 80), "one hour used");
+    assert_sound(&m.app).await;
+}
+
+#[tokio::test]
+async fn running_sessions_on_a_worker_offline_past_the_grace_end_with_unused_hours_back() {
+    let m = market_on(leased().configure(|c| {
+        c.vps.vps_heartbeat_timeout = HumanDuration(Duration::from_secs(1));
+        c.vps.vps_offline_grace = HumanDuration(Duration::from_secs(3));
+    }))
+    .await;
+    let ada = customer(&m, "ada@example.com", "ada", 100).await;
+    let creds = create_worker(&m, "vanishing", 2).await;
+    let (id, c) = provisioning(&m, &ada, &creds).await;
+    build_all(&c, &id).await;
+    let body = m
+        .app
+        .graphql_as(
+            &ada.access,
+            "mutation($id: ID!) { extendVpsSession(id: $id, hours: 4) { hours } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(body["data"]["extendVpsSession"]["hours"], 5, "{body}");
+    assert_eq!(wallet(&m.app, &ada).await, (50, 50));
+
+    // Silent: offline after a second, the session still running within the grace.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let w =
+            tessera::vps::entity::worker::Entity::find_by_id(Uuid::parse_str(&creds.id).unwrap())
+                .one(m.app.state.db.conn())
+                .await
+                .unwrap()
+                .unwrap();
+        if !w.reachable {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked offline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last_seq(&m.app, &id).await.1, "running");
+    let ended = wait_status(&m.app, &ada, &id, "FAILED").await;
+    assert_eq!(
+        ended["failureReason"],
+        "the worker has been offline too long"
+    );
+    assert_eq!(ended["amountRefunded"], 40, "four unused hours");
+    assert_eq!(wallet(&m.app, &ada).await, (90, 90));
+    // Back online and still holding it: told to tear it down.
+    assert_eq!(beat(&c, &[&id]).await, vec![id.clone()]);
+    assert_sound(&m.app).await;
+}
