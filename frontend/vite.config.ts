@@ -1,3 +1,4 @@
+/// <reference types="vitest/config" />
 import { defineConfig } from 'vite';
 import react from '@vitejs/plugin-react';
 
@@ -13,4 +14,6 @@ export default defineConfig({
     ),
   },
   build: { outDir: 'dist', assetsDir: 'assets', sourcemap: false },
+  // Unit tests of the pure modules (`npm test`); e2e/*.spec.ts are Playwright's.
+  test: { include: ['src/**/*.test.ts'], environment: 'node' },
 });

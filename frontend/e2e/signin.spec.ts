@@ -57,8 +57,12 @@ test('a forgotten password is reset from the mailed link', async ({ page, reques
   await expect(page.getByRole('status')).toContainText('a link to set a new password');
   const [link] = await mailTo(request, email, /http:\/\/\S+\/reset-password\?token=\S+/);
   await page.goto(link);
+  // The app's own page (its header is there), and the token has left the address bar.
+  await expect(page.getByRole('heading', { name: 'Set a new password' })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Tessera' })).toBeVisible();
+  await expect(page).toHaveURL(/\/reset-password$/);
   const fresh = 'lantern-quiet-harbor-42';
-  await page.getByLabel('New password').fill(fresh);
+  await page.getByLabel('New password', { exact: true }).fill(fresh);
   await page.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByRole('status')).toContainText('Your password is changed');
   await page.goto('/signin');
@@ -69,4 +73,30 @@ test('a forgotten password is reset from the mailed link', async ({ page, reques
   await page.getByLabel('Password').fill(fresh);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(/\/wallet$/);
+});
+
+test('the mailed link verifies the address; a used or bogus link is refused in words', async ({ page, request }) => {
+  const name = unique('v');
+  const email = `${name}@example.com`;
+  await page.goto('/register');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page).toHaveURL(/\/wallet$/);
+  await page.goto('/account');
+  await expect(page.getByText('not verified yet')).toBeVisible();
+  const [link] = await mailTo(request, email, /http:\/\/\S+\/verify-email\?token=\S+/);
+  await page.goto(link);
+  await expect(page.getByRole('status')).toHaveText('Your email address is verified.');
+  await expect(page).toHaveURL(/\/verify-email$/);
+  await page.getByRole('link', { name: 'Go to your account' }).click();
+  await expect(page.getByText(`${email} · verified`)).toBeVisible();
+  // The same link again, and one that was never issued: refused, said in words.
+  for (const url of [link, '/verify-email?token=tsr_ev_bogus']) {
+    await page.goto(url);
+    await expect(page.getByRole('alert')).toContainText('invalid or has expired');
+  }
+  await page.goto('/verify-email');
+  await expect(page.getByRole('alert')).toContainText('This link has no token');
 });

@@ -98,3 +98,86 @@ test('another device is listed and signed out from the account page', async ({ p
   await expect(second).toHaveURL(/\/signin/, { timeout: 20_000 });
   await other.close();
 });
+
+test('a reload and a lost live link mid-provisioning: the checklist resumes, nothing missed or doubled', async ({
+  page,
+  request,
+}) => {
+  const adminToken = await userWithCoins(page, request, 100);
+  const product = unique('Resume ');
+  await gql(request, adminToken, 'mutation($i: VpsProductInput!) { createVpsProduct(input: $i) { id } }', {
+    i: { name: product, vcpu: 1, memoryMb: 1024, diskGb: 20, region: 'test-1', pricePerHour: 5 },
+  });
+
+  // Every socket of the page goes through here: what the page asks for, and what the server
+  // sends, per socket. After the reload, the socket carrying the checklist is closed from
+  // the server's side after three changes, and the next one is held back a moment before
+  // it reaches the server, so changes happen while the page is not listening.
+  type Seen = { socket: number; seq: number; snapshot: boolean };
+  const asked: { socket: number; afterSeq: number | null }[] = [];
+  const delivered: Seen[] = [];
+  let sockets = 0;
+  // Sockets numbered above this were opened by the reloaded page.
+  let reloadedAfter = Number.POSITIVE_INFINITY;
+  let cut = 0;
+  await page.routeWebSocket(/\/graphql\/ws$/, (ws) => {
+    const n = ++sockets;
+    const holdBack = cut > 0;
+    const server = ws.connectToServer();
+    ws.onMessage(async (raw) => {
+      const msg = JSON.parse(String(raw));
+      if (msg.type === 'connection_init' && holdBack) await new Promise((r) => setTimeout(r, 1500));
+      if (msg.type === 'subscribe' && String(msg.payload.query).includes('vpsSessionProgress')) {
+        asked.push({ socket: n, afterSeq: msg.payload.variables.afterSeq ?? null });
+      }
+      server.send(raw);
+    });
+    server.onMessage((raw) => {
+      // What the server still sends on the closed one never reaches the page.
+      if (n === cut) return;
+      ws.send(raw);
+      const msg = JSON.parse(String(raw));
+      const event = msg.type === 'next' ? msg.payload?.data?.vpsSessionProgress : undefined;
+      if (!event) return;
+      delivered.push({ socket: n, seq: event.seq, snapshot: event.snapshot });
+      const changes = delivered.filter((d) => d.socket === n && !d.snapshot).length;
+      if (n > reloadedAfter && !cut && changes === 3) {
+        cut = n;
+        void ws.close({ code: 1012, reason: 'restarting' });
+      }
+    });
+  });
+
+  await page.goto('/vps');
+  const card = page.locator('form', { has: page.getByRole('heading', { name: product }) });
+  await card.getByLabel('Hours').fill('2');
+  await card.getByRole('button', { name: 'Start' }).click();
+  await expect(page).toHaveURL(/\/vps\/sessions\//);
+  // Reload once the first step is done: the page starts again from a snapshot.
+  await expect(page.locator('[data-testid="step"][data-status="done"]').first()).toBeVisible();
+  reloadedAfter = sockets;
+  await page.reload();
+  await expect(page.getByText('Live updates are reconnecting…')).toBeVisible({ timeout: 15_000 });
+  await page.screenshot({ path: test.info().outputPath('vps-reconnecting.png'), fullPage: true });
+  await expect(page.getByTestId('vps-status')).toHaveText('running', { timeout: 20_000 });
+  await expect(page.getByText('Live updates are reconnecting…')).toBeHidden();
+  await expect(page.getByTestId('step')).toHaveCount(7);
+  await expect(page.locator('[data-testid="step"][data-status="done"]')).toHaveCount(7);
+
+  // The checklist socket after the reload began with a snapshot; the one after the cut
+  // asked for what followed the last change the page had, and got exactly that.
+  const progressSockets = [...new Set(asked.map((a) => a.socket))];
+  expect(progressSockets.length).toBeGreaterThanOrEqual(3);
+  const [afterReload, afterCut] = progressSockets.slice(-2);
+  const before = delivered.filter((d) => d.socket === afterReload);
+  expect(before[0].snapshot).toBe(true);
+  expect(before.length).toBe(4);
+  const resumedFrom = asked.find((a) => a.socket === afterCut)?.afterSeq;
+  expect(resumedFrom).toBe(before[before.length - 1].seq);
+  const after = delivered.filter((d) => d.socket === afterCut);
+  expect(after.length).toBeGreaterThan(0);
+  expect(after.every((d) => !d.snapshot)).toBe(true);
+  // Consecutive from the snapshot on: nothing missing, nothing twice.
+  const seqs = [...before, ...after].map((d) => d.seq);
+  expect(seqs).toEqual(seqs.map((_, i) => seqs[0] + i));
+});

@@ -4,7 +4,7 @@ import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import type { Client as WsClient } from 'graphql-ws';
 import { makeClient, type LinkState } from './client';
 import { graphql } from './gql';
-import { Session, useSession, type Viewer } from './session';
+import { Live, Session, useSession, type Viewer } from './session';
 import { SignIn, Register } from './pages/SignIn';
 import { WalletPage } from './pages/Wallet';
 import { EarnPage } from './pages/Earn';
@@ -12,6 +12,7 @@ import { TokensPage } from './pages/Tokens';
 import { AccountPage } from './pages/Account';
 import { VpsPage, VpsSessionPage } from './pages/Vps';
 import { PlansPage } from './pages/Plans';
+import { ResetPasswordPage, VerifyEmailPage } from './pages/EmailLinks';
 
 const ME = graphql(`
   query Me {
@@ -43,9 +44,11 @@ export function App() {
   }, [ws]);
   return (
     <Provider value={client}>
-      <Session.Provider value={{ viewer: viewer ?? null, setViewer }}>
-        {viewer === undefined ? <Probe onViewer={setViewer} /> : <Shell link={link} />}
-      </Session.Provider>
+      <Live.Provider value={ws}>
+        <Session.Provider value={{ viewer: viewer ?? null, setViewer }}>
+          {viewer === undefined ? <Probe onViewer={setViewer} /> : <Shell link={link} />}
+        </Session.Provider>
+      </Live.Provider>
     </Provider>
   );
 }
@@ -88,6 +91,8 @@ function Shell({ link }: { link: LinkState }) {
         <Switch>
           <Route path="/signin" component={SignIn} />
           <Route path="/register" component={Register} />
+          <Route path="/verify-email" component={VerifyEmailPage} />
+          <Route path="/reset-password" component={ResetPasswordPage} />
           <Route path="/wallet">
             <Guarded>
               <WalletPage />

@@ -1,10 +1,11 @@
 import { useEffect, useState, type InputHTMLAttributes } from 'react';
 import type { Problem } from './errors';
+import { countdownSeconds } from './format';
 
-/** Seconds counting down to zero, then `onDone`. */
+/** Whole seconds counting down to zero, then `onDone`. */
 export function Countdown({ seconds, onDone }: { seconds: number; onDone?: () => void }) {
-  const [left, setLeft] = useState(seconds);
-  useEffect(() => setLeft(seconds), [seconds]);
+  const [left, setLeft] = useState(() => countdownSeconds(seconds));
+  useEffect(() => setLeft(countdownSeconds(seconds)), [seconds]);
   useEffect(() => {
     if (left <= 0) {
       onDone?.();

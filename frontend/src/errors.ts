@@ -14,6 +14,7 @@ const REASONS: Record<string, string> = {
   email_taken: 'An account with this email exists already.',
   username_taken: 'This username is taken.',
   weak_password: 'Choose a longer, less guessable password.',
+  invalid_token: 'This link or code is invalid or has expired.',
   provider_disabled: 'This ad provider is not available.',
   placement_not_allowed: 'This placement is not available.',
   ticket_invalid: 'This ad could not be verified. Start a new one.',

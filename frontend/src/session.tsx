@@ -1,4 +1,5 @@
 import { createContext, useContext } from 'react';
+import type { Client as WsClient } from 'graphql-ws';
 
 export interface Viewer {
   id: string;
@@ -14,3 +15,8 @@ export interface SessionState {
 export const Session = createContext<SessionState>({ viewer: null, setViewer: () => {} });
 
 export const useSession = () => useContext(Session);
+
+/** The live (WebSocket) link of the current client, for streams that resume by hand. */
+export const Live = createContext<WsClient | null>(null);
+
+export const useLive = () => useContext(Live);

@@ -1,7 +1,7 @@
 //! Identity's plain HTTP routes: the pages that mail links open (`/verify-email`,
-//! `/reset-password`; small static pages that call the matching mutation until the SPA takes
-//! these paths over; the token stays in the page, no referrer, removed from the address
-//! bar), and the provider round trip (`/auth/{provider}/login`, `/auth/{provider}/callback`).
+//! `/reset-password`: the app's pages when it is built, small static pages that call the
+//! matching mutation when it is not; either way never stored, no referrer, the token removed
+//! from the address bar), and the provider round trip (`/auth/{provider}/login`, `/auth/{provider}/callback`).
 
 use std::time::Duration;
 
@@ -37,14 +37,22 @@ fn page(html: &'static str) -> Response {
         .into_response()
 }
 
-#[handler]
-pub async fn verify_email_page() -> Response {
-    page(VERIFY_EMAIL)
+/// The app's page for a mail link when an app is built; this small one otherwise.
+async fn link_page(state: &AppState, fallback: &'static str) -> Response {
+    match crate::platform::spa::index(state, true).await {
+        Some(app) => app.with_header("x-frame-options", "DENY").into_response(),
+        None => page(fallback),
+    }
 }
 
 #[handler]
-pub async fn reset_password_page() -> Response {
-    page(RESET_PASSWORD)
+pub async fn verify_email_page(Data(state): Data<&AppState>) -> Response {
+    link_page(state, VERIFY_EMAIL).await
+}
+
+#[handler]
+pub async fn reset_password_page(Data(state): Data<&AppState>) -> Response {
+    link_page(state, RESET_PASSWORD).await
 }
 
 /// The cookie that ties a provider round trip to the browser that started it, so a callback

@@ -141,16 +141,30 @@ pub async fn spa(req: &Request, Data(state): Data<&AppState>) -> Response {
     if !wants_html || path.starts_with("/assets/") {
         return not_found();
     }
-    match tokio::fs::read(root.join("index.html")).await {
-        Ok(bytes) => Response::builder()
+    index(state, false).await.unwrap_or_else(not_found)
+}
+
+/// The app's `index.html` with its headers, when an app is built. `secret_url`: the
+/// address carries a one-time token (a mail link), so the page is never stored and no
+/// referrer leaves it.
+pub async fn index(state: &AppState, secret_url: bool) -> Option<Response> {
+    let bytes = tokio::fs::read(state.config.spa_dir.join("index.html"))
+        .await
+        .ok()?;
+    let (cache, referrer) = if secret_url {
+        ("no-store", "no-referrer")
+    } else {
+        ("no-cache", "same-origin")
+    };
+    Some(
+        Response::builder()
             .content_type("text/html; charset=utf-8")
-            .header(header::CACHE_CONTROL, "no-cache")
+            .header(header::CACHE_CONTROL, cache)
             .header("content-security-policy", content_security_policy(state))
             .header("x-content-type-options", "nosniff")
-            .header("referrer-policy", "same-origin")
+            .header("referrer-policy", referrer)
             .body(bytes),
-        Err(_) => not_found(),
-    }
+    )
 }
 
 #[cfg(test)]

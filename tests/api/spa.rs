@@ -123,6 +123,41 @@ async fn the_app_is_served_with_its_caching_and_policy() {
 }
 
 #[tokio::test]
+async fn mail_links_open_the_app_never_stored_and_without_a_referrer() {
+    let dir = app_dir();
+    let root = dir.path().to_path_buf();
+    let app = TestApp::builder()
+        .configure(move |c| c.spa_dir = root)
+        .spawn()
+        .await;
+    for path in [
+        "/verify-email?token=tsr_ev_x",
+        "/reset-password?token=tsr_pr_x",
+    ] {
+        let r = get(&app, path, HTML).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(r.headers()["x-frame-options"], "DENY", "{path}");
+        assert!(
+            r.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'self'")
+        );
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("<div id=root>"),
+            "the app, not the small page: {body}"
+        );
+    }
+    // Elsewhere the app's own referrer policy and caching hold.
+    let r = get(&app, "/wallet", HTML).await;
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+}
+
+#[tokio::test]
 async fn without_a_built_app_app_routes_are_404() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none");

@@ -21,6 +21,8 @@ type Documents = {
     "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n": typeof types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": typeof types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": typeof types.CompleteAdDocument,
+    "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n": typeof types.VerifyEmailDocument,
+    "\n  mutation ResetPassword($token: String!, $password: String!) {\n    resetPassword(token: $token, newPassword: $password)\n  }\n": typeof types.ResetPasswordDocument,
     "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n": typeof types.PlansDocument,
     "\n  subscription SubscriptionChanged {\n    subscriptionChanged {\n      id\n      status\n    }\n  }\n": typeof types.SubscriptionChangedDocument,
     "\n  mutation StartCheckout($planId: ID!) {\n    startCheckout(planId: $planId) {\n      url\n    }\n  }\n": typeof types.StartCheckoutDocument,
@@ -54,6 +56,8 @@ const documents: Documents = {
     "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n": types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": types.CompleteAdDocument,
+    "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n": types.VerifyEmailDocument,
+    "\n  mutation ResetPassword($token: String!, $password: String!) {\n    resetPassword(token: $token, newPassword: $password)\n  }\n": types.ResetPasswordDocument,
     "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n": types.PlansDocument,
     "\n  subscription SubscriptionChanged {\n    subscriptionChanged {\n      id\n      status\n    }\n  }\n": types.SubscriptionChangedDocument,
     "\n  mutation StartCheckout($planId: ID!) {\n    startCheckout(planId: $planId) {\n      url\n    }\n  }\n": types.StartCheckoutDocument,
@@ -122,6 +126,14 @@ export function graphql(source: "\n  mutation PrepareAd($input: PrepareAdRewardI
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n"): (typeof documents)["\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n"): (typeof documents)["\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ResetPassword($token: String!, $password: String!) {\n    resetPassword(token: $token, newPassword: $password)\n  }\n"): (typeof documents)["\n  mutation ResetPassword($token: String!, $password: String!) {\n    resetPassword(token: $token, newPassword: $password)\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

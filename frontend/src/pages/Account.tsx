@@ -1,6 +1,7 @@
 import { useMutation, useQuery } from 'urql';
 import { ProblemAlert } from '../components';
 import { describe } from '../errors';
+import { dateTime } from '../format';
 import { graphql } from '../gql';
 
 const SESSIONS = graphql(`
@@ -60,7 +61,7 @@ export function AccountPage() {
                 {s.current && <strong> (this device)</strong>}
               </td>
               <td>{s.ip ?? '—'}</td>
-              <td>{new Date(s.lastUsedAt).toLocaleString()}</td>
+              <td>{dateTime(s.lastUsedAt)}</td>
               <td>
                 {!s.current && (
                   <button

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { useMutation, useQuery } from 'urql';
 import { Countdown, ProblemAlert } from '../components';
 import { describe, type Problem } from '../errors';
+import { coinAmount, coins } from '../format';
 import { graphql } from '../gql';
 import type { AdProvider } from '../gql/graphql';
 
@@ -159,7 +160,7 @@ export function EarnPage() {
     void complete({ input: { ticket, durationSec: Math.floor(visible.seconds) } }).then((done) => {
       setPhase('idle');
       const result = done.data?.completeAdReward;
-      if (result?.status === 'CREDITED') setMessage(`+${result.credited} coins`);
+      if (result?.status === 'CREDITED') setMessage(`+${coins(result.credited)}`);
       else if (result?.status === 'PENDING') setMessage('Waiting for the ad network to confirm.');
       else if (result) setMessage('This ad was already counted.');
       else setProblem(describe(done.error));
@@ -176,7 +177,7 @@ export function EarnPage() {
       <h1>Earn coins</h1>
       <div className="card">
         <p>
-          Watch an ad to the end for <strong>{status.amount}</strong> coins. Today:{' '}
+          Watch an ad to the end for <strong>{coinAmount(status.amount)}</strong> coins. Today:{' '}
           <span data-testid="today">{status.todayCount}</span> of {status.dailyCap}.
         </p>
         {status.cooldownSeconds > 0 && (

@@ -3,6 +3,7 @@ import { useMutation, useQuery, useSubscription } from 'urql';
 import { useSearch } from 'wouter';
 import { ProblemAlert } from '../components';
 import { describe } from '../errors';
+import { coinAmount, coins, date, money } from '../format';
 import { graphql } from '../gql';
 
 const PLANS = graphql(`
@@ -117,10 +118,6 @@ const PORTAL = graphql(`
 
 const RUNNING = ['ACTIVE', 'TRIALING', 'PAST_DUE', 'PAUSED'];
 
-export function money(cents: number, currency: string): string {
-  return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency.toUpperCase() }).format(cents / 100);
-}
-
 const RETURNS: Record<string, string> = {
   success: 'Thank you: your subscription has started.',
   pending: 'Your payment is being confirmed; this page updates when it is.',
@@ -173,7 +170,7 @@ export function PlansPage() {
           <p>
             <span data-testid="subscription-status">{running.status.replace('_', ' ').toLowerCase()}</span>
             {running.active ? '' : ' (no access)'} ·{' '}
-            {running.cancelAtPeriodEnd ? 'ends' : 'renews'} on {new Date(running.currentPeriodEnd).toLocaleDateString()}
+            {running.cancelAtPeriodEnd ? 'ends' : 'renews'} on {date(running.currentPeriodEnd)}
           </p>
           {running.status === 'PAST_DUE' && <p className="error">The last payment failed: update your card.</p>}
           <div className="actions">
@@ -199,7 +196,7 @@ export function PlansPage() {
             <div key={plan.id} className="card" data-testid="plan">
               <h2>{plan.name}</h2>
               <p>
-                {money(plan.priceCents, plan.currency)} a {plan.interval.toLowerCase()} · {plan.coinAllowance} coins each{' '}
+                {money(plan.priceCents, plan.currency)} a {plan.interval.toLowerCase()} · {coins(plan.coinAllowance)} each{' '}
                 {plan.interval.toLowerCase()}
               </p>
               {plan.description && <p className="muted">{plan.description}</p>}
@@ -274,9 +271,9 @@ export function PlansPage() {
             <tbody>
               {data.me.payments.edges.map(({ node }) => (
                 <tr key={node.id} data-testid="payment-row">
-                  <td>{new Date(node.paidAt).toLocaleDateString()}</td>
+                  <td>{date(node.paidAt)}</td>
                   <td>{money(node.amountCents, node.currency)}</td>
-                  <td>{node.coinAllowance}</td>
+                  <td>{coinAmount(node.coinAllowance)}</td>
                   <td>{node.hostedInvoiceUrl ? <a href={node.hostedInvoiceUrl}>View</a> : '—'}</td>
                 </tr>
               ))}

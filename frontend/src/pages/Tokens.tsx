@@ -2,6 +2,7 @@ import { useEffect, useMemo, useState } from 'react';
 import { useMutation, useQuery } from 'urql';
 import { ProblemAlert } from '../components';
 import { describe } from '../errors';
+import { coinAmount, coins, coinsMissing, dateTime, timeLeft } from '../format';
 import { graphql } from '../gql';
 
 const TOKENS = graphql(`
@@ -54,14 +55,6 @@ const REVOKE = graphql(`
     }
   }
 `);
-
-function timeLeft(expiresAt: string): string {
-  const ms = new Date(expiresAt).getTime() - Date.now();
-  if (ms <= 0) return 'expired';
-  const hours = Math.floor(ms / 3_600_000);
-  const minutes = Math.floor((ms % 3_600_000) / 60_000);
-  return hours > 0 ? `${hours} h ${minutes} min left` : `${minutes} min left`;
-}
 
 /** Prices, buying (the token is shown once), the list with time left, revoking. */
 export function TokensPage() {
@@ -130,7 +123,7 @@ export function TokensPage() {
             <select value={chosen} onChange={(e) => setHours(Number(e.target.value))}>
               {prices.map((p) => (
                 <option key={p.durationHours} value={p.durationHours}>
-                  {p.durationHours} h · {p.price} coins
+                  {p.durationHours} h · {coins(p.price)}
                 </option>
               ))}
             </select>
@@ -140,8 +133,8 @@ export function TokensPage() {
             <input maxLength={64} value={name} onChange={(e) => setName(e.target.value)} />
           </label>
           <p>
-            {price} coins; you have {available}.
-            {price > available && <span className="error"> {price - available} coins missing.</span>}
+            {coins(price)}; you have {coinAmount(available)}.
+            {price > available && <span className="error"> {coinsMissing(price, available)}</span>}
           </p>
           <button type="submit" disabled={bought.fetching || price > available}>
             Buy
@@ -171,7 +164,7 @@ export function TokensPage() {
               <td>{node.name ?? `${node.durationHours} h token`}</td>
               <td>{node.status.toLowerCase()}</td>
               <td>{node.status === 'ACTIVE' ? timeLeft(node.expiresAt) : '—'}</td>
-              <td>{node.lastUsedAt ? new Date(node.lastUsedAt).toLocaleString() : 'never'}</td>
+              <td>{node.lastUsedAt ? dateTime(node.lastUsedAt) : 'never'}</td>
               <td>
                 {node.status === 'ACTIVE' && (
                   <button type="button" onClick={() => void revoke({ id: node.id })}>

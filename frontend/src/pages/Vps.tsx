@@ -1,10 +1,14 @@
-import { useMemo, useReducer, useState, type FormEvent } from 'react';
-import { useMutation, useQuery, useSubscription } from 'urql';
+import { useEffect, useMemo, useReducer, useState, type FormEvent } from 'react';
+import { CombinedError, stringifyDocument, useMutation, useQuery } from 'urql';
+import type { GraphQLFormattedError } from 'graphql';
 import { Link, useLocation } from 'wouter';
 import { ProblemAlert } from '../components';
 import { describe } from '../errors';
 import { graphql } from '../gql';
-import type { ChecklistStep, VpsSessionProgressSubscription } from '../gql/graphql';
+import { coinAmount, coinsMissing, dateTime } from '../format';
+import { initialProgress, isTerminal, orderedSteps, reduceProgress, type Progress } from '../progress';
+import type { VpsSessionProgressSubscription } from '../gql/graphql';
+import { useLive } from '../session';
 
 const PRODUCTS = graphql(`
   query VpsProducts {
@@ -93,8 +97,8 @@ export function VpsPage() {
                 />
               </label>
               <p>
-                Cost <strong>{cost}</strong> coins ({p.pricePerHour}/hour); you have {available}.
-                {cost > available && <span className="error"> {cost - available} coins missing.</span>}
+                Cost <strong>{coinAmount(cost)}</strong> coins ({coinAmount(p.pricePerHour)}/hour); you have {coinAmount(available)}.
+                {cost > available && <span className="error"> {coinsMissing(cost, available)}</span>}
               </p>
               <button type="submit" disabled={result.fetching || cost > available}>
                 Start
@@ -151,32 +155,6 @@ const PROGRESS = graphql(`
   }
 `);
 
-type Event = VpsSessionProgressSubscription['vpsSessionProgress'];
-type Step = Pick<ChecklistStep, 'key' | 'title' | 'position' | 'status' | 'message' | 'updatedAt'>;
-
-export interface Progress {
-  seq: number;
-  session: Event['session'] | null;
-  steps: Record<string, Step>;
-}
-
-/** The checklist as a reducer over events keyed by `seq`: a snapshot replaces the state,
- * an event at or below the current seq is one already applied (a resent one after a
- * reconnect) and changes nothing. */
-export function reduceProgress(state: Progress, event: Event): Progress {
-  if (event.snapshot) {
-    return {
-      seq: event.seq,
-      session: event.session,
-      steps: Object.fromEntries(event.changedSteps.map((s) => [s.key, s])),
-    };
-  }
-  if (event.seq <= state.seq) return state;
-  const steps = { ...state.steps };
-  for (const s of event.changedSteps) steps[s.key] = s;
-  return { seq: event.seq, session: event.session, steps };
-}
-
 const STOP = graphql(`
   mutation StopVps($id: ID!) {
     stopVpsSession(id: $id) {
@@ -196,19 +174,58 @@ const EXTEND = graphql(`
   }
 `);
 
+/**
+ * The session's checklist, live: a snapshot first, then every change. The stream goes over
+ * the WebSocket directly rather than through urql so that a reconnect resumes it with
+ * `afterSeq` (graphql-ws sends the same subscribe payload again on every reconnect, and the
+ * payload is kept at the last seq applied): the server then sends exactly what was missed,
+ * and the reducer drops anything it has already seen.
+ */
+function useProgressStream(id: string): [Progress, CombinedError | undefined] {
+  const ws = useLive();
+  const [progress, apply] = useReducer(reduceProgress, initialProgress);
+  const [error, setError] = useState<CombinedError>();
+  useEffect(() => {
+    if (!ws) return;
+    const payload = {
+      query: stringifyDocument(PROGRESS),
+      variables: { id, afterSeq: null as number | null },
+    };
+    return ws.subscribe<VpsSessionProgressSubscription>(payload, {
+      next: (result) => {
+        if (result.errors?.length) {
+          setError(new CombinedError({ graphQLErrors: [...result.errors] }));
+          return;
+        }
+        const event = result.data?.vpsSessionProgress;
+        if (!event) return;
+        payload.variables.afterSeq = Math.max(payload.variables.afterSeq ?? -1, event.seq);
+        setError(undefined);
+        apply(event);
+      },
+      error: (e) => {
+        const graphQLErrors = Array.isArray(e) ? (e as GraphQLFormattedError[]) : [];
+        setError(
+          new CombinedError(
+            graphQLErrors.length ? { graphQLErrors } : { networkError: e instanceof Error ? e : new Error('the live link closed') },
+          ),
+        );
+      },
+      complete: () => {},
+    });
+  }, [ws, id]);
+  return [progress, error];
+}
+
 export function VpsSessionPage({ id }: { id: string }) {
-  const [progress, apply] = useReducer(reduceProgress, { seq: -1, session: null, steps: {} });
-  const [{ error }] = useSubscription({ query: PROGRESS, variables: { id } }, (_prev: unknown, data) => {
-    apply(data.vpsSessionProgress);
-    return data;
-  });
+  const [progress, error] = useProgressStream(id);
   const [stopped, stop] = useMutation(STOP);
   const [extended, extend] = useMutation(EXTEND);
   const [more, setMore] = useState(1);
   const session = progress.session;
-  const steps = Object.values(progress.steps).sort((a, b) => a.position - b.position);
+  const steps = orderedSteps(progress);
   const problem = describe(error ?? stopped.error ?? extended.error);
-  const live = session && !['STOPPED', 'FAILED', 'EXPIRED'].includes(session.status);
+  const live = session && !isTerminal(session.status);
   return (
     <section>
       <h1>{session?.product?.name ?? 'Server'}</h1>
@@ -216,7 +233,7 @@ export function VpsSessionPage({ id }: { id: string }) {
       {session && (
         <p>
           Status: <strong data-testid="vps-status">{session.status.toLowerCase()}</strong>
-          {session.endsAt && <> · ends {new Date(session.endsAt).toLocaleString()}</>}
+          {session.endsAt && <> · ends {dateTime(session.endsAt)}</>}
           {session.failureReason && <> · {session.failureReason}</>}
         </p>
       )}

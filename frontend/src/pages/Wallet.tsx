@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { useQuery, useSubscription } from 'urql';
 import { describe } from '../errors';
+import { coinAmount, dateTime, signedCoins } from '../format';
 import { graphql } from '../gql';
 import type { TransferKind } from '../gql/graphql';
 
@@ -63,11 +64,11 @@ export function WalletPage() {
       <div className="card balance">
         <div>
           <span className="label">Balance</span>
-          <strong data-testid="balance">{balance ?? '…'}</strong> coins
+          <strong data-testid="balance">{balance == null ? '…' : coinAmount(balance)}</strong> coins
         </div>
         <div>
           <span className="label">Available</span>
-          <span data-testid="available">{available ?? '…'}</span> coins
+          <span data-testid="available">{available == null ? '…' : coinAmount(available)}</span> coins
         </div>
       </div>
       <h2>History</h2>
@@ -134,13 +135,12 @@ function HistoryPage(props: {
       )}
       {transfers?.edges.map(({ node }) => (
         <tr key={node.id} data-testid="transfer">
-          <td>{new Date(node.createdAt).toLocaleString()}</td>
+          <td>{dateTime(node.createdAt)}</td>
           <td>{(node.kind ?? 'transfer').replace(/_/g, ' ').toLowerCase()}</td>
           <td className={node.direction === 'CREDIT' ? 'plus' : 'minus'}>
-            {node.direction === 'CREDIT' ? '+' : '−'}
-            {node.amount}
+            {signedCoins(node.direction, node.amount)}
           </td>
-          <td>{node.balanceAfter}</td>
+          <td>{coinAmount(node.balanceAfter)}</td>
         </tr>
       ))}
       {props.last && transfers?.pageInfo.hasNextPage && (
