@@ -28,6 +28,10 @@ RUN npm run build
 ############################################################################
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 
+# `--build-arg FEATURES=embedded-spa` builds the app into the binary (served when SPA_DIR
+# holds no app); the image carries frontend/dist either way.
+ARG FEATURES=""
+
 WORKDIR /build
 
 # --- Dependency layer -----------------------------------------------------
@@ -46,18 +50,19 @@ RUN mkdir -p src migration/src tests/fakes/src \
     && : > migration/src/lib.rs \
     && : > tests/fakes/src/lib.rs \
     && printf 'fn main() {}\n' > tests/fakes/src/main.rs \
-    && cargo build --release --locked --bin tessera \
+    && cargo build --release --locked --bin tessera --features "${FEATURES}" \
     && rm -rf src migration/src
 
 # --- Application layer ----------------------------------------------------
 COPY src src
 COPY migration/src migration/src
+COPY --from=spa /spa/dist frontend/dist
 
 # COPY keeps the mtimes from the build context, which can be older than the
 # placeholder artifacts built above; touch the sources so cargo rebuilds the
 # two workspace crates instead of reusing the placeholder build.
 RUN find src migration/src -type f -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked --bin tessera \
+    && cargo build --release --locked --bin tessera --features "${FEATURES}" \
     && install -m 0755 target/release/tessera /usr/local/bin/tessera
 
 ############################################################################

@@ -100,3 +100,40 @@ test('the mailed link verifies the address; a used or bogus link is refused in w
   await page.goto('/verify-email');
   await expect(page.getByRole('alert')).toContainText('This link has no token');
 });
+
+const PORT = Number(process.env.E2E_PORT ?? 18480);
+// The sign-in fakes (server.sh: the server's port + 4, 5, 6).
+const PROVIDERS = [
+  { name: 'Google', base: `http://127.0.0.1:${PORT + 4}` },
+  { name: 'Discord', base: `http://127.0.0.1:${PORT + 5}` },
+  { name: 'GitHub', base: `http://127.0.0.1:${PORT + 6}` },
+];
+
+test('each provider signs in through its round trip and returns to the page asked for', async ({ page, request }) => {
+  for (const { name, base } of PROVIDERS) {
+    const who = unique(name.toLowerCase());
+    // The account the provider's consent screen approves as.
+    const set = await request.post(`${base}/_control/user`, {
+      data: { subject: who, email: `${who}@example.com`, email_verified: true, username: who, name: who },
+    });
+    expect(set.status()).toBe(204);
+    await page.context().clearCookies();
+    await page.goto('/earn');
+    await expect(page).toHaveURL(/\/signin\?next=%2Fearn/);
+    await page.getByRole('link', { name: `Continue with ${name}` }).click();
+    await expect(page).toHaveURL(/\/earn$/);
+    await expect(page.getByRole('button', { name: 'Sign out' })).toBeVisible();
+    await page.goto('/account');
+    await expect(page.getByText(`${who}@example.com`)).toBeVisible();
+  }
+});
+
+test('a sign-in refused at the provider comes back to the sign-in page, said in words', async ({ page, request }) => {
+  const google = PROVIDERS[0].base;
+  expect((await request.post(`${google}/_control/deny`)).status()).toBe(204);
+  await page.goto('/signin');
+  await page.getByRole('link', { name: 'Continue with Google' }).click();
+  await expect(page).toHaveURL(/\/signin\?.*auth_error=access_denied/);
+  await expect(page.getByRole('alert')).toHaveText('The sign-in was cancelled at the provider.');
+  await expect(page.getByRole('button', { name: 'Sign out' })).toHaveCount(0);
+});

@@ -32,9 +32,14 @@ export function App() {
   const active = useRef<WsClient | null>(null);
   const { client, ws } = useMemo(
     () =>
-      makeClient((state, source) => {
-        if (source === active.current) setLink(state);
-      }),
+      makeClient(
+        (state, source) => {
+          if (source === active.current) setLink(state);
+        },
+        // The session ended elsewhere (revoked, expired): back to signing in, and back here
+        // after it (the guarded pages remember where they were).
+        () => setViewer((v) => (v ? null : v)),
+      ),
     [viewer?.id],
   );
   useEffect(() => {

@@ -1,6 +1,6 @@
 import { CombinedError } from 'urql';
 import { describe, expect, it } from 'vitest';
-import { describe as describeError } from './errors';
+import { describe as describeError, describeReason } from './errors';
 
 /** A refusal as the server sends it: message plus `extensions`. */
 function refusal(extensions: Record<string, unknown>, message = 'server message'): CombinedError {
@@ -129,5 +129,19 @@ describe('describe (errors → sentences)', () => {
       ],
     });
     expect(describeError(error)?.message).toBe('Not found.');
+  });
+});
+
+describe('describeReason (a provider round trip’s auth_error)', () => {
+  it.each([
+    ['access_denied', 'The sign-in was cancelled at the provider.'],
+    ['provider_unavailable', 'The provider cannot be reached right now. Try again shortly.'],
+    ['identity_in_use', 'That provider account is already linked to another account here.'],
+  ])('%s has its sentence', (reason, message) => {
+    expect(describeReason(reason)).toEqual({ message, code: 'BAD_USER_INPUT', reason });
+  });
+
+  it('an unknown reason still says that signing in failed', () => {
+    expect(describeReason('something_new').message).toBe('Signing in did not work. Try again.');
   });
 });

@@ -15,6 +15,15 @@ const REASONS: Record<string, string> = {
   username_taken: 'This username is taken.',
   weak_password: 'Choose a longer, less guessable password.',
   invalid_token: 'This link or code is invalid or has expired.',
+  access_denied: 'The sign-in was cancelled at the provider.',
+  provider_error: 'The provider could not sign you in. Try again.',
+  code_missing: 'The provider could not sign you in. Try again.',
+  code_rejected: 'The provider could not sign you in. Try again.',
+  id_token_invalid: 'The provider could not sign you in. Try again.',
+  id_token_missing: 'The provider could not sign you in. Try again.',
+  provider_unavailable: 'The provider cannot be reached right now. Try again shortly.',
+  provider_not_configured: 'This sign-in method is not available.',
+  identity_in_use: 'That provider account is already linked to another account here.',
   provider_disabled: 'This ad provider is not available.',
   placement_not_allowed: 'This placement is not available.',
   ticket_invalid: 'This ad could not be verified. Start a new one.',
@@ -53,4 +62,9 @@ export function describe(error: CombinedError | undefined): Problem | undefined 
   const code = ext.code ?? 'INTERNAL';
   const message = (ext.reason && REASONS[ext.reason]) ?? CODES[code] ?? first?.message ?? 'Something went wrong.';
   return { message, code, reason: ext.reason, retryAfter: ext.retryAfter };
+}
+
+/** A reason that arrived without a GraphQL error (a provider round trip's `auth_error`). */
+export function describeReason(reason: string): Problem {
+  return { message: REASONS[reason] ?? 'Signing in did not work. Try again.', code: 'BAD_USER_INPUT', reason };
 }

@@ -185,10 +185,12 @@ pub fn cookie_header(
 /// GraphQL endpoint.
 pub fn session_cookies(state: &AppState, issued: &IssuedSession) -> [String; 2] {
     let now = chrono::Utc::now();
-    let access_age = (issued.access_expires_at - now).num_seconds().max(0);
     let refresh_age = (issued.refresh_expires_at - now).num_seconds().max(0);
+    // The access cookie stays as long as the session can be refreshed, past its token's
+    // own expiry: a request then carries the expired token and is told `token_expired`
+    // (the cue to refresh), where a vanished cookie would look like nobody signed in.
     [
-        cookie_header(state, ACCESS_COOKIE, &issued.access_token, "/", access_age),
+        cookie_header(state, ACCESS_COOKIE, &issued.access_token, "/", refresh_age),
         cookie_header(
             state,
             REFRESH_COOKIE,

@@ -4,7 +4,9 @@
 //! a server route, so the app's own routes survive a reload. Without a built app every
 //! such path is 404 as before.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
+
+use bytes::Bytes;
 
 use poem::{
     Request, Response, handler,
@@ -46,17 +48,42 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// The file under `root` that `path` names, if it is a plain relative path (no `..`, no
-/// absolute parts, no dotfiles) to something other than a page.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
-    let relative = Path::new(path.trim_start_matches('/'));
-    let plain = relative.components().all(|c| match c {
+/// The file of the build that `path` names, relative to the app's root, if it is a plain
+/// relative path (no `..`, no absolute parts, no dotfiles) to something other than a page.
+fn resolve(path: &str) -> Option<&str> {
+    let relative = path.trim_start_matches('/');
+    let plain = Path::new(relative).components().all(|c| match c {
         Component::Normal(part) => !part.to_string_lossy().starts_with('.'),
         _ => false,
     });
     // Pages (index.html above all) go out only with their headers, below.
-    let page = relative.extension().is_some_and(|e| e == "html");
-    (plain && !page).then(|| root.join(relative))
+    let page = Path::new(relative).extension().is_some_and(|e| e == "html");
+    (plain && !page && !relative.is_empty()).then_some(relative)
+}
+
+/// The app built into the binary (`embedded-spa`).
+#[cfg(feature = "embedded-spa")]
+#[derive(rust_embed::Embed)]
+#[folder = "frontend/dist/"]
+struct Embedded;
+
+/// A file of the app (`relative` already checked by [`resolve`], or `index.html`): from
+/// `SPA_DIR` when an app is built there, else, with `embedded-spa`, from the binary.
+async fn app_file(root: &Path, relative: &str) -> Option<Bytes> {
+    #[cfg(feature = "embedded-spa")]
+    if !tokio::fs::try_exists(root.join("index.html"))
+        .await
+        .unwrap_or(false)
+    {
+        return Embedded::get(relative).map(|file| match file.data {
+            std::borrow::Cow::Borrowed(data) => Bytes::from_static(data),
+            std::borrow::Cow::Owned(data) => Bytes::from(data),
+        });
+    }
+    tokio::fs::read(root.join(relative))
+        .await
+        .ok()
+        .map(Bytes::from)
 }
 
 /// The Content-Security-Policy of the app: its own origin, plus the ad and challenge
@@ -118,9 +145,8 @@ pub async fn spa(req: &Request, Data(state): Data<&AppState>) -> Response {
     }
     let root = &state.config.spa_dir;
     // A file of the build: hashed assets forever, anything else briefly.
-    if path != "/"
-        && let Some(file) = resolve(root, path)
-        && let Ok(bytes) = tokio::fs::read(&file).await
+    if let Some(file) = resolve(path)
+        && let Some(bytes) = app_file(root, file).await
     {
         let cache = if path.starts_with("/assets/") {
             "public, max-age=31536000, immutable"
@@ -128,7 +154,7 @@ pub async fn spa(req: &Request, Data(state): Data<&AppState>) -> Response {
             "public, max-age=300"
         };
         return Response::builder()
-            .content_type(content_type(&file))
+            .content_type(content_type(Path::new(file)))
             .header(header::CACHE_CONTROL, cache)
             .header("x-content-type-options", "nosniff")
             .body(bytes);
@@ -148,9 +174,7 @@ pub async fn spa(req: &Request, Data(state): Data<&AppState>) -> Response {
 /// address carries a one-time token (a mail link), so the page is never stored and no
 /// referrer leaves it.
 pub async fn index(state: &AppState, secret_url: bool) -> Option<Response> {
-    let bytes = tokio::fs::read(state.config.spa_dir.join("index.html"))
-        .await
-        .ok()?;
+    let bytes = app_file(&state.config.spa_dir, "index.html").await?;
     let (cache, referrer) = if secret_url {
         ("no-store", "no-referrer")
     } else {
@@ -173,20 +197,17 @@ mod tests {
 
     #[test]
     fn only_plain_relative_paths_resolve() {
-        let root = Path::new("/srv/app");
+        assert_eq!(resolve("/assets/index-1.js"), Some("assets/index-1.js"));
+        assert_eq!(resolve("/assets/../../etc/passwd"), None);
+        assert_eq!(resolve("/./index.html"), None);
         assert_eq!(
-            resolve(root, "/assets/index-1.js"),
-            Some(PathBuf::from("/srv/app/assets/index-1.js"))
-        );
-        assert_eq!(resolve(root, "/assets/../../etc/passwd"), None);
-        assert_eq!(resolve(root, "/./index.html"), None);
-        assert_eq!(
-            resolve(root, "/index.html"),
+            resolve("/index.html"),
             None,
             "pages go out with their headers"
         );
-        assert_eq!(resolve(root, "/.env"), None);
-        assert_eq!(resolve(root, "/assets/.hidden/x.js"), None);
+        assert_eq!(resolve("/"), None);
+        assert_eq!(resolve("/.env"), None);
+        assert_eq!(resolve("/assets/.hidden/x.js"), None);
         assert_eq!(
             content_type(Path::new("a.js")),
             "text/javascript; charset=utf-8"

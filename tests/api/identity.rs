@@ -82,6 +82,25 @@ async fn register_signs_in_with_bearer_and_cookies() {
         .iter()
         .find(|c| c.starts_with("tsr_access="))
         .unwrap();
+    // Both cookies last as long as the session can be refreshed, so an expired access
+    // token is still sent and answered `token_expired` (the cue to refresh), never
+    // mistaken for nobody signed in.
+    let max_age = |c: &str| -> i64 {
+        c.split("; ")
+            .find_map(|a| a.strip_prefix("Max-Age="))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let refresh_ttl = app.state.config.identity.refresh_token_ttl.0.as_secs() as i64;
+    assert!(
+        (refresh_ttl - max_age(access_cookie)).abs() <= 2,
+        "{access_cookie}"
+    );
+    assert!(
+        (max_age(access_cookie) - max_age(refresh_cookie)).abs() <= 1,
+        "{cookies:?}"
+    );
     let pair = access_cookie.split(';').next().unwrap();
     let me: Value = app
         .client

@@ -1,8 +1,8 @@
 import { useState, type FormEvent } from 'react';
 import { useMutation, useQuery } from 'urql';
-import { Link, useLocation, useSearch } from 'wouter';
+import { Link, Redirect, useLocation, useSearch } from 'wouter';
 import { Field, ProblemAlert } from '../components';
-import { describe } from '../errors';
+import { describe, describeReason } from '../errors';
 import { graphql } from '../gql';
 import { useSession } from '../session';
 
@@ -89,7 +89,13 @@ function Providers({ next }: { next: string }) {
   return (
     <div className="providers">
       {data.authProviders.map((p) => (
-        <a key={p.kind} className="button" href={`${p.loginUrl}?redirect_to=${encodeURIComponent(next)}`}>
+        // Back to this page either way: it goes on to `next` when signed in, and says what
+        // went wrong when the provider round trip failed (`auth_error`).
+        <a
+          key={p.kind}
+          className="button"
+          href={`${p.loginUrl}?redirect_to=${encodeURIComponent(`/signin?next=${encodeURIComponent(next)}`)}`}
+        >
           Continue with {p.name}
         </a>
       ))}
@@ -101,6 +107,8 @@ type Mode = 'password' | 'code' | 'forgot';
 
 export function SignIn() {
   const { next, done: signedIn } = useSignedIn();
+  const { viewer } = useSession();
+  const authError = new URLSearchParams(useSearch()).get('auth_error');
   const [mode, setMode] = useState<Mode>('password');
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
@@ -111,7 +119,9 @@ export function SignIn() {
   const [requested, requestCode] = useMutation(REQUEST_CODE);
   const [coded, loginWithCode] = useMutation(LOGIN_WITH_CODE);
   const [reset, requestReset] = useMutation(REQUEST_RESET);
-  const problem = describe(result.error ?? requested.error ?? coded.error ?? reset.error);
+  const problem =
+    describe(result.error ?? requested.error ?? coded.error ?? reset.error) ??
+    (authError ? describeReason(authError) : undefined);
   const switchTo = (m: Mode) => {
     setMode(m);
     setCodeSent(false);
@@ -130,6 +140,8 @@ export function SignIn() {
     }
   };
   const busy = result.fetching || requested.fetching || coded.fetching || reset.fetching;
+  // Back from a provider with the session cookies set (or simply signed in already).
+  if (viewer && !authError) return <Redirect to={next} />;
   return (
     <section className="card narrow">
       <h1>{mode === 'forgot' ? 'Reset your password' : 'Sign in'}</h1>

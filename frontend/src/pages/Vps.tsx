@@ -226,6 +226,16 @@ export function VpsSessionPage({ id }: { id: string }) {
   const steps = orderedSteps(progress);
   const problem = describe(error ?? stopped.error ?? extended.error);
   const live = session && !isTerminal(session.status);
+  // Someone else's session, or none: the server says NOT_FOUND either way.
+  if (!session && problem?.code === 'NOT_FOUND') {
+    return (
+      <section className="narrow">
+        <h1>Not found</h1>
+        <p role="alert">There is no server session here, or it is not yours.</p>
+        <Link href="/vps">Back to servers</Link>
+      </section>
+    );
+  }
   return (
     <section>
       <h1>{session?.product?.name ?? 'Server'}</h1>
