@@ -49,7 +49,12 @@ test('watching an ad credits coins and the wallet updates live', async ({ page, 
 
   await page.getByRole('link', { name: 'Earn' }).click();
   await expect(page.getByTestId('today')).toHaveText('0');
+  // Turnstile first (server.sh sets a site key; the widget is the local stand-in).
+  await expect(page.getByRole('button', { name: 'Watch an ad' })).toBeDisabled();
+  await page.getByTestId('turnstile').getByRole('button', { name: 'Verify you are human' }).click();
   await page.getByRole('button', { name: 'Watch an ad' }).click();
+  // Its token is spent: the challenge is drawn again for the next ad.
+  await expect(page.getByTestId('turnstile').getByRole('button', { name: 'Verify you are human' })).toBeEnabled();
   // The dev SDK shows its ad for a second; the page then waits out the required 2 s.
   await expect(page.getByTestId('ad-result')).toHaveText('+5 coins', { timeout: 15_000 });
   await expect(page.getByTestId('today')).toHaveText('1');
@@ -63,6 +68,7 @@ test('watching an ad credits coins and the wallet updates live', async ({ page, 
 
 test('the video ad path credits through server-side verification', async ({ page }) => {
   await register(page, '/earn');
+  await page.getByTestId('turnstile').getByRole('button', { name: 'Verify you are human' }).click();
   await page.getByRole('button', { name: 'Watch a video ad' }).click();
   // The dev player inside the frame plays, then the server sends itself Google's callback;
   // the player tells the page it ended, and the page closes it.

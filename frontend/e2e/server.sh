@@ -3,7 +3,9 @@
 # (frontend/dist), dev ad fakes with short ads, a local Stripe (tessera-fakes) on the next
 # port, and an SMTP server on the one after, whose mail the tests read over HTTP on the
 # port after that (GET /messages), and the Google (OpenID Connect), Discord and GitHub
-# sign-in fakes on the three after that. Access tokens last 30 s (the least allowed), so
+# sign-in fakes on the three after that, and Turnstile (siteverify and a widget stand-in)
+# on the next. Ads need the client signature: the app must be built with `npm run build:e2e`
+# (.env.e2e carries the same key). Access tokens last 30 s (the least allowed), so
 # the refresh path is exercised. E2E_SPA_DIR names another app folder (CI names a missing
 # one, so the app built into the binary with `embedded-spa` is what the browser gets). Build all first (cargo build -p tessera -p tessera-fakes --bins; npm run build).
 set -euo pipefail
@@ -17,6 +19,7 @@ INBOX_PORT=$((PORT + 3))
 GOOGLE_PORT=$((PORT + 4))
 DISCORD_PORT=$((PORT + 5))
 GITHUB_PORT=$((PORT + 6))
+TURNSTILE_PORT=$((PORT + 7))
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_URL="http://127.0.0.1:$PORT" \
@@ -31,7 +34,11 @@ export LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_URL="http://127.0.0.1:$PORT" \
   GOOGLE_CLIENT_ID=e2e-google GOOGLE_CLIENT_SECRET=e2e-google-secret GOOGLE_ISSUER_URL="http://127.0.0.1:$GOOGLE_PORT" \
   DISCORD_CLIENT_ID=e2e-discord DISCORD_CLIENT_SECRET=e2e-discord-secret DISCORD_URL="http://127.0.0.1:$DISCORD_PORT" \
   GITHUB_CLIENT_ID=e2e-github GITHUB_CLIENT_SECRET=e2e-github-secret \
-  GITHUB_URL="http://127.0.0.1:$GITHUB_PORT" GITHUB_API_URL="http://127.0.0.1:$GITHUB_PORT"
+  GITHUB_URL="http://127.0.0.1:$GITHUB_PORT" GITHUB_API_URL="http://127.0.0.1:$GITHUB_PORT" \
+  TURNSTILE_SITE_KEY=e2e-site-key TURNSTILE_SECRET_KEY=e2e-turnstile-secret \
+  TURNSTILE_VERIFY_URL="http://127.0.0.1:$TURNSTILE_PORT/turnstile/v0/siteverify" \
+  TURNSTILE_SCRIPT_URL="http://127.0.0.1:$TURNSTILE_PORT/turnstile/v0/api.js" \
+  CLIENT_SIGNING_SECRET=e2e-client-secret
 unset REDIS_URL TEST_DATABASE_URL
 "$FAKES" stripe --listen "127.0.0.1:$STRIPE_PORT" \
   --webhook-url "http://127.0.0.1:$PORT/webhooks/stripe" --webhook-secret whsec_e2e >/dev/null &
@@ -44,8 +51,10 @@ GOOGLE=$!
 DISCORD=$!
 "$FAKES" github --listen "127.0.0.1:$GITHUB_PORT" --client-id e2e-github --client-secret e2e-github-secret >/dev/null &
 GITHUB=$!
+"$FAKES" turnstile --listen "127.0.0.1:$TURNSTILE_PORT" --secret e2e-turnstile-secret --hostname 127.0.0.1 >/dev/null &
+TURNSTILE=$!
 "$BIN" serve &
 SERVER=$!
-FAKES_PIDS="$STRIPE $SMTP $GOOGLE $DISCORD $GITHUB"
+FAKES_PIDS="$STRIPE $SMTP $GOOGLE $DISCORD $GITHUB $TURNSTILE"
 trap 'kill $SERVER $FAKES_PIDS 2>/dev/null; wait $SERVER $FAKES_PIDS 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
 wait $SERVER

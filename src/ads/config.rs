@@ -12,6 +12,8 @@ use crate::config::{ConfigError, HumanDuration, Secret};
 pub const GOOGLE_KEYS_URL: &str = "https://www.gstatic.com/admob/reward/verifier-keys.json";
 /// Cloudflare Turnstile's siteverify endpoint.
 pub const TURNSTILE_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
+pub const TURNSTILE_SCRIPT: &str =
+    "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit";
 
 #[derive(Debug, Clone, Args)]
 pub struct AdsConfig {
@@ -200,6 +202,16 @@ pub struct AdsConfig {
         action = clap::ArgAction::Set
     )]
     pub turnstile_allow_missing: bool,
+
+    /// The widget's script, which the app loads when a site key is set (its origin joins
+    /// the Content-Security-Policy).
+    #[arg(
+        long,
+        env = "TURNSTILE_SCRIPT_URL",
+        value_name = "TURNSTILE_SCRIPT_URL",
+        default_value = TURNSTILE_SCRIPT
+    )]
+    pub turnstile_script_url: Url,
 
     #[arg(
         long,

@@ -63,6 +63,8 @@ pub struct AdRewardStatus {
     placements: Vec<String>,
     /// Turnstile site key, when prepare needs a challenge token.
     turnstile_site_key: Option<String>,
+    /// The Turnstile widget's script (explicit rendering), with the site key.
+    turnstile_script_url: Option<String>,
     /// Whether prepare needs a client signature.
     client_signing_required: bool,
 }
@@ -238,6 +240,11 @@ impl AdsQuery {
                 .turnstile_secret_key
                 .as_ref()
                 .and(ads.turnstile_site_key.clone()),
+            turnstile_script_url: ads
+                .turnstile_secret_key
+                .as_ref()
+                .and(ads.turnstile_site_key.as_ref())
+                .map(|_| ads.turnstile_script_url.to_string()),
             client_signing_required: ads.client_signing_secret.is_some(),
         })
     }

@@ -111,7 +111,8 @@ pub fn content_security_policy(state: &AppState) -> String {
         foreign("https://imasdk.googleapis.com/");
     }
     if state.config.ads.turnstile_site_key.is_some() {
-        foreign("https://challenges.cloudflare.com/");
+        // The widget's script and the frame it draws come from the same origin.
+        foreign(state.config.ads.turnstile_script_url.as_str());
     }
     let with = |base: &str| {
         std::iter::once(base.to_owned())

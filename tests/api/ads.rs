@@ -497,6 +497,17 @@ async fn turnstile_is_checked_and_fails_closed() {
         status["data"]["adRewardStatus"]["turnstileSiteKey"],
         "site-key"
     );
+    let script = gql(
+        &app,
+        &sam,
+        "{ adRewardStatus { turnstileScriptUrl } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        script["data"]["adRewardStatus"]["turnstileScriptUrl"],
+        "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit"
+    );
     assert_eq!(ad_nonces(&app).await, 1);
 
     // Unreachable: refused, not waved through.

@@ -123,6 +123,43 @@ async fn the_app_is_served_with_its_caching_and_policy() {
 }
 
 #[tokio::test]
+async fn the_turnstile_widget_host_joins_the_policy_only_with_a_site_key() {
+    let dir = app_dir();
+    let root = dir.path().to_path_buf();
+    let app = TestApp::builder()
+        .configure(move |c| {
+            c.spa_dir = root;
+            c.ads.turnstile_site_key = Some("site-key".into());
+            c.ads.turnstile_secret_key = Some(tessera::config::Secret::new("ts-secret"));
+            c.ads.turnstile_script_url = "http://127.0.0.1:9/turnstile/v0/api.js".parse().unwrap();
+        })
+        .spawn()
+        .await;
+    let r = get(&app, "/earn", HTML).await;
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self' http://127.0.0.1:9;")
+            && csp.contains("frame-src 'self' http://127.0.0.1:9;"),
+        "{csp}"
+    );
+    let kim = app.register("kim@example.com", "kim").await;
+    let status = app
+        .graphql_as(
+            &kim.access,
+            "{ adRewardStatus { turnstileScriptUrl } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        status["data"]["adRewardStatus"]["turnstileScriptUrl"],
+        "http://127.0.0.1:9/turnstile/v0/api.js"
+    );
+}
+
+#[tokio::test]
 async fn mail_links_open_the_app_never_stored_and_without_a_referrer() {
     let dir = app_dir();
     let root = dir.path().to_path_buf();

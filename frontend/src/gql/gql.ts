@@ -18,7 +18,7 @@ type Documents = {
     "\n  mutation Logout {\n    logout\n  }\n": typeof types.LogoutDocument,
     "\n  query MySessions {\n    me {\n      id\n      email\n      emailVerified\n      sessions {\n        id\n        userAgent\n        ip\n        lastUsedAt\n        current\n      }\n    }\n  }\n": typeof types.MySessionsDocument,
     "\n  mutation RevokeSession($id: ID!) {\n    revokeSession(id: $id)\n  }\n": typeof types.RevokeSessionDocument,
-    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n": typeof types.AdStatusDocument,
+    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n": typeof types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": typeof types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": typeof types.CompleteAdDocument,
     "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n": typeof types.VerifyEmailDocument,
@@ -53,7 +53,7 @@ const documents: Documents = {
     "\n  mutation Logout {\n    logout\n  }\n": types.LogoutDocument,
     "\n  query MySessions {\n    me {\n      id\n      email\n      emailVerified\n      sessions {\n        id\n        userAgent\n        ip\n        lastUsedAt\n        current\n      }\n    }\n  }\n": types.MySessionsDocument,
     "\n  mutation RevokeSession($id: ID!) {\n    revokeSession(id: $id)\n  }\n": types.RevokeSessionDocument,
-    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n": types.AdStatusDocument,
+    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n": types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": types.CompleteAdDocument,
     "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n": types.VerifyEmailDocument,
@@ -117,7 +117,7 @@ export function graphql(source: "\n  mutation RevokeSession($id: ID!) {\n    rev
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n"): (typeof documents)["\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n    }\n  }\n"];
+export function graphql(source: "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n"): (typeof documents)["\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -5,6 +5,8 @@ import { describe, type Problem } from '../errors';
 import { coinAmount, coins } from '../format';
 import { graphql } from '../gql';
 import type { AdProvider } from '../gql/graphql';
+import { useSession } from '../session';
+import { CLIENT_SIGNING_KEY, signedClaim } from '../signing';
 
 const STATUS = graphql(`
   query AdStatus {
@@ -18,6 +20,8 @@ const STATUS = graphql(`
       dailyCap
       placements
       turnstileSiteKey
+      turnstileScriptUrl
+      clientSigningRequired
     }
   }
 `);
@@ -70,6 +74,67 @@ function loadScript(src: string): Promise<void> {
   return done;
 }
 
+interface TurnstileApi {
+  render: (element: HTMLElement, options: Record<string, unknown>) => string;
+  reset: (id: string) => void;
+  remove: (id: string) => void;
+}
+
+const turnstileApi = () => (window as unknown as { turnstile?: TurnstileApi }).turnstile;
+
+/**
+ * The Turnstile challenge (explicit rendering, action `ads_prepare`). A solved one hands its
+ * token up; tokens are single-use, so each new `round` draws the challenge again.
+ */
+function Challenge({
+  siteKey,
+  scriptUrl,
+  round,
+  onToken,
+}: {
+  siteKey: string;
+  scriptUrl: string;
+  round: number;
+  onToken: (token: string | null) => void;
+}) {
+  const box = useRef<HTMLDivElement>(null);
+  const widget = useRef<string | null>(null);
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    let gone = false;
+    loadScript(scriptUrl)
+      .then(() => {
+        const api = turnstileApi();
+        if (gone || !box.current) return;
+        if (!api) throw new Error('no turnstile');
+        widget.current = api.render(box.current, {
+          sitekey: siteKey,
+          action: 'ads_prepare',
+          callback: (token: string) => onToken(token),
+          'expired-callback': () => onToken(null),
+          'error-callback': () => onToken(null),
+        });
+      })
+      .catch(() => setFailed(true));
+    return () => {
+      gone = true;
+      if (widget.current) turnstileApi()?.remove(widget.current);
+      widget.current = null;
+    };
+  }, [siteKey, scriptUrl, onToken]);
+  useEffect(() => {
+    if (round > 0 && widget.current) turnstileApi()?.reset(widget.current);
+  }, [round]);
+  if (failed) {
+    return (
+      <p role="alert" className="error">
+        The challenge could not be loaded, so ads cannot start. Reload the page to try again.
+      </p>
+    );
+  }
+  return <div ref={box} data-testid="turnstile" />;
+}
+
 /** Seconds the page was visible since `start()`; hidden time does not count. */
 function useVisibleSeconds() {
   const [seconds, setSeconds] = useState(0);
@@ -99,6 +164,10 @@ export function EarnPage() {
   const [message, setMessage] = useState<string>('');
   const [player, setPlayer] = useState<string | null>(null);
   const lastTicket = useRef<string | null>(null);
+  const { viewer } = useSession();
+  // A solved Turnstile challenge, when the server asks for one; spent by each prepare.
+  const [challengeToken, setChallengeToken] = useState<string | null>(null);
+  const [round, setRound] = useState(0);
   // The dev GMA player says when its ad ended; the credit arrives by SSV meanwhile.
   useEffect(() => {
     const ended = (e: MessageEvent) => {
@@ -113,11 +182,24 @@ export function EarnPage() {
   const status = data?.adRewardStatus;
   const required = status?.requiredSeconds ?? 0;
   const reload = useCallback(() => refresh({ requestPolicy: 'network-only' }), [refresh]);
+  const challenge =
+    status?.turnstileSiteKey && status.turnstileScriptUrl
+      ? { siteKey: status.turnstileSiteKey, scriptUrl: status.turnstileScriptUrl }
+      : null;
 
   const watch = async (provider: AdProvider) => {
     setProblem(undefined);
     setMessage('');
-    const prepared = await prepare({ input: { provider, placement: 'earn' } });
+    const turnstileToken = challengeToken ?? undefined;
+    if (challenge) {
+      setChallengeToken(null);
+      setRound((r) => r + 1);
+    }
+    const signed =
+      status?.clientSigningRequired && CLIENT_SIGNING_KEY && viewer
+        ? await signedClaim(CLIENT_SIGNING_KEY, viewer.id, 'earn')
+        : {};
+    const prepared = await prepare({ input: { provider, placement: 'earn', turnstileToken, ...signed } });
     const ticket = prepared.data?.prepareAdReward;
     if (!ticket) {
       setProblem(describe(prepared.error));
@@ -172,6 +254,8 @@ export function EarnPage() {
   if (error) return <p role="alert">{describe(error)?.message}</p>;
   if (!status) return <p className="muted">Loading…</p>;
   const capped = status.todayCount >= status.dailyCap;
+  // The server wants signed requests and this build carries no key: nothing can start.
+  const unsigned = status.clientSigningRequired && !CLIENT_SIGNING_KEY;
   return (
     <section>
       <h1>Earn coins</h1>
@@ -186,12 +270,30 @@ export function EarnPage() {
           </p>
         )}
         {status.providers.length === 0 && <p>No ad provider is configured on this server.</p>}
+        {unsigned && (
+          <p role="alert" className="error">
+            This server only takes ads from a signed app, and this build of the app has no signing key.
+          </p>
+        )}
+        {challenge && status.providers.length > 0 && (
+          <>
+            <p className="muted">{challengeToken ? 'Ready.' : 'First show that you are a person:'}</p>
+            <Challenge siteKey={challenge.siteKey} scriptUrl={challenge.scriptUrl} round={round} onToken={setChallengeToken} />
+          </>
+        )}
         <div className="actions">
           {status.providers.map((p) => (
             <button
               key={p}
               type="button"
-              disabled={phase !== 'idle' || player !== null || capped || status.cooldownSeconds > 0}
+              disabled={
+                phase !== 'idle' ||
+                player !== null ||
+                capped ||
+                unsigned ||
+                status.cooldownSeconds > 0 ||
+                (challenge !== null && !challengeToken)
+              }
               onClick={() => void watch(p)}
             >
               Watch {p === 'MONETAG' ? 'an ad' : 'a video ad'}

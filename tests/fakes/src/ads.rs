@@ -5,7 +5,8 @@
 //! Turnstile answers by token: `pass…` passes once (a second verification of the same
 //! token with another idempotency key is `timeout-or-duplicate`, as tokens are single-use),
 //! `fail…` fails, `timeout…` answers after 5 s, `nonjson…` answers HTML, `action…` passes
-//! with another action, `host…` passes for another hostname.
+//! with another action, `host…` passes for another hostname. It also serves a stand-in for
+//! the widget's script, whose button hands out `pass…` tokens.
 
 use std::{
     collections::HashMap,
@@ -111,6 +112,54 @@ async fn siteverify(
     answer(true, &[], action, hostname)
 }
 
+/// The widget's script, for browsers: `turnstile.render(element, {sitekey, action,
+/// callback, 'expired-callback', 'error-callback'})` draws a "Verify you are human" button;
+/// pressing it hands `callback` a fresh `pass-…` token (which siteverify passes once).
+/// `turnstile.reset(id)` draws the button again; `turnstile.remove(id)` takes it away.
+const WIDGET_JS: &str = r#"(() => {
+  let next = 0;
+  const widgets = new Map();
+  function draw(id) {
+    const w = widgets.get(id);
+    w.element.replaceChildren();
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = 'Verify you are human';
+    button.addEventListener('click', () => {
+      const token = 'pass-' + Date.now().toString(36) + '-' + Math.random().toString(36).slice(2);
+      button.disabled = true;
+      button.textContent = 'Verified';
+      w.options.callback?.(token);
+    });
+    w.element.appendChild(button);
+  }
+  window.turnstile = {
+    render(element, options) {
+      const target = typeof element === 'string' ? document.querySelector(element) : element;
+      const id = 'fake-' + next++;
+      widgets.set(id, { element: target, options });
+      draw(id);
+      return id;
+    },
+    reset(id) {
+      if (widgets.has(id)) draw(id);
+    },
+    remove(id) {
+      widgets.get(id)?.element.replaceChildren();
+      widgets.delete(id);
+    },
+  };
+})();
+"#;
+
+#[handler]
+fn widget_script() -> Response {
+    Response::builder()
+        .content_type("text/javascript; charset=utf-8")
+        .header("access-control-allow-origin", "*")
+        .body(WIDGET_JS)
+}
+
 impl Turnstile {
     /// `secret` is the only secret key it accepts; passing tokens report `hostname`.
     pub async fn start(addr: &str, secret: &str, hostname: &str) -> std::io::Result<Turnstile> {
@@ -122,11 +171,17 @@ impl Turnstile {
         });
         let routes = Route::new()
             .at("/turnstile/v0/siteverify", poem::post(siteverify))
+            .at("/turnstile/v0/api.js", poem::get(widget_script))
             .data(Arc::clone(&state));
         let task = tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor).run(routes).await;
         });
         Ok(Turnstile { addr, state, task })
+    }
+
+    /// The widget's script (TURNSTILE_SCRIPT_URL).
+    pub fn script_url(&self) -> String {
+        format!("http://{}/turnstile/v0/api.js", self.addr)
     }
 
     /// The siteverify URL (TURNSTILE_VERIFY_URL).

@@ -6,7 +6,8 @@
 //! - `google` (any OpenID Connect issuer), `discord`, `github`, each with
 //!   `--client-id ID --client-secret SECRET`; `POST /_control/user` sets the account the
 //!   consent screen approves as, `POST /_control/deny` refuses the next one.
-//! - `turnstile --secret SECRET [--hostname HOST]`: Turnstile's siteverify (see `ads.rs`)
+//! - `turnstile --secret SECRET [--hostname HOST]`: Turnstile's siteverify and a stand-in
+//!   for its widget script, `/turnstile/v0/api.js` (see `ads.rs`)
 //! - `google-ssv`: Google's SSV verifier-key server
 //! - `stripe [--webhook-url URL] [--webhook-secret SECRET]…`: Stripe's API (see `stripe.rs`),
 //!   posting signed events to the URL (one `v1` per secret); `POST /_control/…` drives the
