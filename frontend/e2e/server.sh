@@ -5,7 +5,8 @@
 # port after that (GET /messages), and the Google (OpenID Connect), Discord and GitHub
 # sign-in fakes on the three after that, and Turnstile (siteverify and a widget stand-in)
 # on the next. Ads need the client signature: the app must be built with `npm run build:e2e`
-# (.env.e2e carries the same key). Access tokens last 30 s (the least allowed), so
+# (.env.e2e carries the same key). Every test signs in from 127.0.0.1, so the per-address
+# sign-in limit is lifted; the per-email one (5 a minute) stays. Access tokens last 30 s (the least allowed), so
 # the refresh path is exercised. E2E_SPA_DIR names another app folder (CI names a missing
 # one, so the app built into the binary with `embedded-spa` is what the browser gets). Build all first (cargo build -p tessera -p tessera-fakes --bins; npm run build).
 set -euo pipefail
@@ -29,6 +30,7 @@ export LISTEN_ADDR="127.0.0.1:$PORT" PUBLIC_URL="http://127.0.0.1:$PORT" \
   ADS_DEV_FAKES=true ADS_DEV_AD_SECONDS=1 REQUIRED_DURATION=2 MIN_INTERVAL=0 \
   EMBEDDED_WORKER=true SIMULATED_STEP_MS=300 ADMIN_EMAILS=e2e-admin@example.com MAIL_TRANSPORT=smtp SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" \
   ARGON2_MEMORY_KIB=64 ARGON2_ITERATIONS=1 RUST_LOG=warn ACCESS_TOKEN_TTL=30s \
+  LOGIN_RATE_LIMIT_PER_IP=1000 \
   STRIPE_SECRET_KEY=sk_test_e2e STRIPE_WEBHOOK_SECRET=whsec_e2e \
   STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT/" \
   GOOGLE_CLIENT_ID=e2e-google GOOGLE_CLIENT_SECRET=e2e-google-secret GOOGLE_ISSUER_URL="http://127.0.0.1:$GOOGLE_PORT" \

@@ -137,3 +137,28 @@ test('a sign-in refused at the provider comes back to the sign-in page, said in 
   await expect(page.getByRole('alert')).toHaveText('The sign-in was cancelled at the provider.');
   await expect(page.getByRole('button', { name: 'Sign out' })).toHaveCount(0);
 });
+
+test('too many wrong passwords: refused in words with a countdown that runs', async ({ page, request }) => {
+  const name = unique('limit');
+  await gql(request, null, 'mutation($i: RegisterInput!) { register(input: $i) { user { id } } }', {
+    i: { email: `${name}@example.com`, username: name, password: PASSWORD },
+  });
+  await page.goto('/signin');
+  await page.getByLabel('Email').fill(`${name}@example.com`);
+  // Five a minute per address (the server's default): the sixth is refused.
+  for (let i = 0; i < 5; i++) {
+    await page.getByLabel('Password').fill(`wrong-password-${i}`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect(page.getByRole('alert')).toHaveText('That email and password do not match.');
+  }
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('Too many attempts');
+  await expect(alert).toContainText(/Try again in \d+ s\./);
+  const first = Number(await page.getByTestId('countdown').textContent());
+  expect(first).toBeGreaterThan(1);
+  await expect.poll(async () => Number(await page.getByTestId('countdown').textContent())).toBeLessThan(first);
+  // Even the right password waits: still signed out.
+  await expect(page.getByRole('button', { name: 'Sign out' })).toHaveCount(0);
+});
