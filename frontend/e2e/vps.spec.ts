@@ -43,8 +43,23 @@ test('an access token is shown once, listed, and revoked', async ({ page, reques
   await page.getByLabel('Name (optional)').fill('laptop');
   await page.getByRole('button', { name: 'Buy' }).click();
   await expect(page.getByTestId('new-token')).toHaveText(/^tsr_at_/);
+  // Leaving while it is on screen asks first.
+  const asked = new Promise<string>((resolve) =>
+    page.once('dialog', (d) => {
+      resolve(d.type());
+      void d.dismiss();
+    }),
+  );
+  await page.close({ runBeforeUnload: true });
+  expect(await asked).toBe('beforeunload');
+  await expect(page.getByTestId('new-token')).toBeVisible();
   await page.getByRole('button', { name: 'I have saved it' }).click();
   await expect(page.getByTestId('new-token')).toHaveCount(0);
+  // Never shown again, not even after a reload.
+  await page.reload();
+  await expect(page.getByTestId('token-row').filter({ hasText: 'laptop' })).toBeVisible();
+  await expect(page.getByTestId('new-token')).toHaveCount(0);
+  await expect(page.getByText(/tsr_at_/)).toHaveCount(0);
   const row = page.getByTestId('token-row').filter({ hasText: 'laptop' });
   await expect(row).toContainText('active');
   await expect(row).toContainText(/min left/);
