@@ -1,51 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect, test } from '@playwright/test';
 import { PASSWORD, unique } from './api';
+import { startServer } from './spawn';
 
 // A second server with nothing optional configured: no sign-in providers, no Stripe, no
-// ad network (and no dev ad fakes), on its own port and database.
-const HERE = dirname(fileURLToPath(import.meta.url));
+// ad network (and no dev ad fakes).
 const PORT = Number(process.env.E2E_PORT ?? 18480) + 20;
-const BASE = `http://127.0.0.1:${PORT}`;
-let server: ChildProcess | undefined;
-let work = '';
+let server: Awaited<ReturnType<typeof startServer>> | undefined;
+let BASE = '';
 
 test.beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'tessera-bare-'));
-  const bin = process.env.TESSERA_BIN ?? join(HERE, '..', '..', 'target', 'debug', 'tessera');
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    LISTEN_ADDR: `127.0.0.1:${PORT}`,
-    PUBLIC_URL: BASE,
-    DATABASE_URL: `sqlite://${work}/tessera.db?mode=rwc`,
-    DATA_DIR: join(work, 'data'),
-    SPA_DIR: process.env.E2E_SPA_DIR ?? join(HERE, '..', 'dist'),
-    ADS_DEV_FAKES: 'false',
-    EMBEDDED_WORKER: 'false',
-    ARGON2_MEMORY_KIB: '64',
-    ARGON2_ITERATIONS: '1',
-    RUST_LOG: 'warn',
-  };
-  server = spawn(bin, ['serve'], { env, stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${BASE}/ready`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the bare server did not become ready');
+  server = await startServer(PORT, { ADS_DEV_FAKES: 'false' });
+  BASE = server.base;
 });
 
-test.afterAll(() => {
-  server?.kill();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+test.afterAll(() => server?.stop());
 
 test('what a server does not offer is hidden or said to be unavailable', async ({ page }) => {
   page.on('pageerror', (e) => {
