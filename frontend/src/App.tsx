@@ -116,7 +116,8 @@ function Shell({ link }: { link: LinkState }) {
           <Route path="/vps/sessions/:id">
             {(params) => (
               <Guarded>
-                <VpsSessionPage id={params.id} />
+                {/* Keyed: another session's page starts from nothing, not from this one's. */}
+                <VpsSessionPage key={params.id} id={params.id} />
               </Guarded>
             )}
           </Route>

@@ -345,6 +345,11 @@ impl std::str::FromStr for RateSetting {
 }
 
 impl AdsConfig {
+    /// Prepare asks for a Turnstile token (both keys set): the app then shows the widget.
+    pub fn turnstile_enabled(&self) -> bool {
+        self.turnstile_site_key.is_some() && self.turnstile_secret_key.is_some()
+    }
+
     pub fn validate(&self, public_url: &Url) -> Result<(), ConfigError> {
         let err = |variable, message: &str| {
             Err(ConfigError {

@@ -237,14 +237,12 @@ impl AdsQuery {
             device_daily_cap: status.caps.device,
             placements: ads.ads_allowed_placements.clone(),
             turnstile_site_key: ads
-                .turnstile_secret_key
-                .as_ref()
-                .and(ads.turnstile_site_key.clone()),
+                .turnstile_enabled()
+                .then(|| ads.turnstile_site_key.clone())
+                .flatten(),
             turnstile_script_url: ads
-                .turnstile_secret_key
-                .as_ref()
-                .and(ads.turnstile_site_key.as_ref())
-                .map(|_| ads.turnstile_script_url.to_string()),
+                .turnstile_enabled()
+                .then(|| ads.turnstile_script_url.to_string()),
             client_signing_required: ads.client_signing_secret.is_some(),
         })
     }

@@ -13,7 +13,7 @@ use super::{
     entity::{identity, session, user},
     external,
     oauth::AuthProviderKind,
-    service::{self, IssuedSession, Registration},
+    service::{self, IdentityError, IssuedSession, Registration},
 };
 use crate::{
     app::AppState,
@@ -417,7 +417,16 @@ impl IdentityMutation {
         match service::refresh(state, &token, meta).await {
             Ok(issued) => Ok(deliver(ctx, state, issued)),
             Err(err) => {
-                clear_cookies(ctx, state);
+                // Only a refusal ends the browser's session; an outage (database, kv) leaves
+                // the cookies for the next try.
+                if matches!(
+                    err,
+                    IdentityError::RefreshInvalid
+                        | IdentityError::RefreshReused
+                        | IdentityError::Disabled
+                ) {
+                    clear_cookies(ctx, state);
+                }
                 Err(ApiError::from(err).into())
             }
         }

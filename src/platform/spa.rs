@@ -70,10 +70,17 @@ struct Embedded;
 /// A file of the app (`relative` already checked by [`resolve`], or `index.html`): from
 /// `SPA_DIR` when an app is built there, else, with `embedded-spa`, from the binary.
 async fn app_file(root: &Path, relative: &str) -> Option<Bytes> {
+    // Which one is decided once, at the first request: SPA_DIR does not change.
     #[cfg(feature = "embedded-spa")]
-    if !tokio::fs::try_exists(root.join("index.html"))
+    static FROM_BINARY: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    #[cfg(feature = "embedded-spa")]
+    if *FROM_BINARY
+        .get_or_init(|| async {
+            !tokio::fs::try_exists(root.join("index.html"))
+                .await
+                .unwrap_or(false)
+        })
         .await
-        .unwrap_or(false)
     {
         return Embedded::get(relative).map(|file| match file.data {
             std::borrow::Cow::Borrowed(data) => Bytes::from_static(data),
@@ -110,7 +117,7 @@ pub fn content_security_policy(state: &AppState) -> String {
         foreign(tag.as_str());
         foreign("https://imasdk.googleapis.com/");
     }
-    if state.config.ads.turnstile_site_key.is_some() {
+    if state.config.ads.turnstile_enabled() {
         // The widget's script and the frame it draws come from the same origin.
         foreign(state.config.ads.turnstile_script_url.as_str());
     }

@@ -947,9 +947,9 @@ async fn refund_unused(
     conn: &impl ConnectionTrait,
     fx: &mut Effects,
     row: &mut session::Model,
-    now: DateTime<Utc>,
+    until: DateTime<Utc>,
 ) -> Result<()> {
-    let unused = i64::from(row.hours) - used_hours(row, now);
+    let unused = i64::from(row.hours) - used_hours(row, until);
     let refund = unused * row.price_per_hour;
     if refund > 0 {
         let moved = wallet::service::transfer_in(
@@ -1316,13 +1316,35 @@ async fn reconcile(
         ]))
         .all(state.db.conn())
         .await?;
+    // The stopping ones whose teardown the worker took before the cutoff, in one query.
+    let stopping: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| status_of(r) == SessionStatus::Stopping)
+        .map(|r| r.id)
+        .collect();
+    let torn: std::collections::HashSet<Uuid> = if stopping.is_empty() {
+        Default::default()
+    } else {
+        job::Entity::find()
+            .select_only()
+            .column(job::Column::SessionId)
+            .filter(job::Column::SessionId.is_in(stopping))
+            .filter(job::Column::WorkerId.eq(worker.id))
+            .filter(job::Column::Kind.eq("teardown"))
+            .filter(job::Column::ClaimedAt.lt(cutoff))
+            .into_tuple::<Uuid>()
+            .all(state.db.conn())
+            .await?
+            .into_iter()
+            .collect()
+    };
     let mut resend = Vec::new();
     for row in rows {
         let is_held = held.contains(&row.id);
         let due = match status_of(&row) {
             SessionStatus::Provisioning => row.provisioning_at.is_some_and(|t| t < cutoff),
             SessionStatus::Running => row.running_at.is_some_and(|t| t < cutoff),
-            SessionStatus::Stopping => teardown_sent_before(state, row.id, cutoff).await?,
+            SessionStatus::Stopping => torn.contains(&row.id),
             _ => false,
         };
         if !due {
@@ -1366,6 +1388,7 @@ async fn reconcile(
                             Expr::value(Option::<DateTime<Utc>>::None),
                         )
                         .filter(job::Column::SessionId.eq(row.id))
+                        .filter(job::Column::WorkerId.eq(worker.id))
                         .filter(job::Column::Kind.eq("provision"))
                         .exec(txn)
                         .await?
@@ -1381,7 +1404,15 @@ async fn reconcile(
                 }
                 SessionStatus::Running if row.running_at.is_some_and(|t| t < cutoff) => {
                     tracing::warn!(session.id = %row.id, worker.id = %worker.id, "the worker no longer holds a running session");
-                    end_lost(txn, fx, &mut row, "the worker no longer holds the machine").await
+                    // Held at its last heartbeat, at most: charged until this one.
+                    end_lost(
+                        txn,
+                        fx,
+                        &mut row,
+                        "the worker no longer holds the machine",
+                        as_of,
+                    )
+                    .await
                 }
                 SessionStatus::Stopping => {
                     row.status = SessionStatus::Stopped.as_str().to_owned();
@@ -1395,33 +1426,19 @@ async fn reconcile(
     Ok(resend)
 }
 
-/// Whether the session's teardown job was taken by its worker before `cutoff`.
-async fn teardown_sent_before(
-    state: &AppState,
-    session_id: Uuid,
-    cutoff: DateTime<Utc>,
-) -> Result<bool> {
-    Ok(job::Entity::find()
-        .filter(job::Column::SessionId.eq(session_id))
-        .filter(job::Column::Kind.eq("teardown"))
-        .filter(job::Column::ClaimedAt.lt(cutoff))
-        .count(state.db.conn())
-        .await?
-        > 0)
-}
-
-/// Ends a running session whose machine is gone: failed, with the unused whole hours back.
+/// Ends a running session whose machine is gone, last known alive at `alive_until`:
+/// failed, with the whole hours unused by then back.
 async fn end_lost(
     conn: &impl ConnectionTrait,
     fx: &mut Effects,
     row: &mut session::Model,
     reason: &str,
+    alive_until: DateTime<Utc>,
 ) -> Result<()> {
-    let now = Utc::now();
-    refund_unused(conn, fx, row, now).await?;
+    refund_unused(conn, fx, row, alive_until).await?;
     row.status = SessionStatus::Failed.as_str().to_owned();
     row.failure_reason = Some(reason.to_owned());
-    row.ended_at = Some(now);
+    row.ended_at = Some(alive_until.min(Utc::now()));
     fx.dispatch = true;
     record(conn, fx, row, Vec::new()).await
 }
@@ -1854,20 +1871,28 @@ pub async fn end_abandoned(state: &AppState) -> Result<u64> {
             if status_of(&row) != SessionStatus::Running {
                 return Ok(false);
             }
-            // Still offline, and still past the grace, under the row lock.
-            let still_gone = match row.worker_id {
+            // Still offline, and still past the grace, under the row lock; charged only up
+            // to the worker's last heartbeat.
+            let last_seen = match row.worker_id {
                 Some(w) => worker::Entity::find_by_id(w)
                     .one(txn)
                     .await?
-                    .is_some_and(|w| {
-                        !w.reachable && w.last_heartbeat_at.is_some_and(|t| t < cutoff)
-                    }),
-                None => false,
+                    .filter(|w| !w.reachable)
+                    .and_then(|w| w.last_heartbeat_at)
+                    .filter(|t| *t < cutoff),
+                None => None,
             };
-            if !still_gone {
+            let Some(last_seen) = last_seen else {
                 return Ok(false);
-            }
-            end_lost(txn, fx, &mut row, "the worker has been offline too long").await?;
+            };
+            end_lost(
+                txn,
+                fx,
+                &mut row,
+                "the worker has been offline too long",
+                last_seen,
+            )
+            .await?;
             Ok(true)
         })?;
         ended += u64::from(done);

@@ -373,11 +373,19 @@ impl WorkerOptions {
     }
 }
 
-/// Sessions this worker holds a machine for (or is building one for), with a token that
-/// stops the build.
-type Held = Arc<Mutex<HashMap<Uuid, CancellationToken>>>;
+/// A machine this worker holds (building, running or being torn down).
+struct Machine {
+    /// Stops the build.
+    cancel: CancellationToken,
+    /// A teardown is under way: another request for one is the same request.
+    tearing_down: bool,
+}
 
-fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<Uuid, CancellationToken>> {
+/// Sessions this worker holds a machine for, until their teardown has been reported: the
+/// heartbeat lists them, and the server reads a session missing from it as a lost machine.
+type Held = Arc<Mutex<HashMap<Uuid, Machine>>>;
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<Uuid, Machine>> {
     held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -479,7 +487,13 @@ impl Worker {
 
     fn start_provision(self: &Arc<Self>, session: Uuid, spec: ProvisionSpec) {
         let cancel = self.shutdown.child_token();
-        lock(&self.held).insert(session, cancel.clone());
+        lock(&self.held).insert(
+            session,
+            Machine {
+                cancel: cancel.clone(),
+                tearing_down: false,
+            },
+        );
         tracing::info!(session.id = %session, %spec, "provisioning");
         let worker = Arc::clone(self);
         tokio::spawn(async move {
@@ -558,8 +572,17 @@ impl Worker {
     }
 
     fn start_teardown(self: &Arc<Self>, session: Uuid) {
-        if let Some(build) = lock(&self.held).remove(&session) {
-            build.cancel();
+        {
+            let mut held = lock(&self.held);
+            let machine = held.entry(session).or_insert_with(|| Machine {
+                cancel: CancellationToken::new(),
+                tearing_down: false,
+            });
+            if machine.tearing_down {
+                return;
+            }
+            machine.tearing_down = true;
+            machine.cancel.cancel();
         }
         let worker = Arc::clone(self);
         tokio::spawn(async move {
@@ -569,6 +592,8 @@ impl Worker {
             worker
                 .report(session, "teardown", status, Some(&result.message), None)
                 .await;
+            // Listed until now, so a long teardown is never taken for a lost machine.
+            lock(&worker.held).remove(&session);
         });
     }
 }

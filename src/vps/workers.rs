@@ -88,12 +88,13 @@ fn refuse(reason: &str, message: &str) -> Response {
     http_error(StatusCode::UNAUTHORIZED, reason, message)
 }
 
-/// Checks a request's signature; the worker it came from, or the refusal to send.
+/// Checks a request's signature; the worker it came from and the signed timestamp (Unix
+/// seconds), or the refusal to send.
 async fn authenticate(
     state: &AppState,
     req: &Request,
     body: &[u8],
-) -> Result<worker::Model, Response> {
+) -> Result<(worker::Model, i64), Response> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -184,7 +185,7 @@ async fn authenticate(
         )
         .await;
     match seen {
-        Ok(true) => Ok(row),
+        Ok(true) => Ok((row, timestamp)),
         Ok(false) => Err(refuse(
             "replayed",
             "this request was already received; sign each request anew",
@@ -200,12 +201,13 @@ async fn authenticate(
     }
 }
 
-/// Reads the body (bounded) and authenticates.
+/// Reads the body (bounded) and authenticates: the worker, the body, and when the worker
+/// signed it.
 async fn signed(
     state: &AppState,
     req: &Request,
     body: Body,
-) -> Result<(worker::Model, bytes::Bytes), Response> {
+) -> Result<(worker::Model, bytes::Bytes, chrono::DateTime<chrono::Utc>), Response> {
     let body = body.into_bytes_limit(MAX_BODY).await.map_err(|_| {
         http_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,8 +215,10 @@ async fn signed(
             "the body is larger than 256 KiB",
         )
     })?;
-    let worker = authenticate(state, req, &body).await?;
-    Ok((worker, body))
+    let (worker, timestamp) = authenticate(state, req, &body).await?;
+    // Within the window (checked above), so always a valid time.
+    let signed_at = chrono::DateTime::from_timestamp(timestamp, 0).unwrap_or_else(chrono::Utc::now);
+    Ok((worker, body, signed_at))
 }
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -263,7 +267,7 @@ fn service_error(err: VpsError) -> Response {
 /// `{"status": "online|draining", "teardown": [ids that ended here]}`.
 #[handler]
 pub async fn heartbeat(req: &Request, body: Body, Data(state): Data<&AppState>) -> Response {
-    let (worker, body) = match signed(state, req, body).await {
+    let (worker, body, signed_at) = match signed(state, req, body).await {
         Ok(signed) => signed,
         Err(refusal) => return refusal,
     };
@@ -271,14 +275,6 @@ pub async fn heartbeat(req: &Request, body: Body, Data(state): Data<&AppState>) 
         Ok(beat) => beat,
         Err(refusal) => return *refusal,
     };
-    // Authenticated above, so the timestamp is there and within the window.
-    let signed_at = req
-        .headers()
-        .get(TIMESTAMP_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .unwrap_or_else(chrono::Utc::now);
     match service::heartbeat(state, &worker, beat, signed_at).await {
         Ok((status, teardown)) => json(
             StatusCode::OK,
@@ -303,7 +299,7 @@ pub async fn jobs(
     Query(query): Query<JobsQuery>,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let (worker, _) = match signed(state, req, body).await {
+    let (worker, _, _) = match signed(state, req, body).await {
         Ok(signed) => signed,
         Err(refusal) => return refusal,
     };
@@ -350,7 +346,7 @@ pub async fn jobs(
 /// `{"applied", "seq", "sessionStatus"}`.
 #[handler]
 pub async fn events(req: &Request, body: Body, Data(state): Data<&AppState>) -> Response {
-    let (worker, body) = match signed(state, req, body).await {
+    let (worker, body, _) = match signed(state, req, body).await {
         Ok(signed) => signed,
         Err(refusal) => return refusal,
     };

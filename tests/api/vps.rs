@@ -581,7 +581,28 @@ async fn raw(
     nonce: &str,
     body: &str,
 ) -> (u16, Value) {
-    let path = "/workers/events";
+    raw_to(
+        app,
+        "/workers/events",
+        key_id,
+        secret,
+        timestamp,
+        nonce,
+        body,
+    )
+    .await
+}
+
+/// Signs and posts `body` to `path` as a worker would, with the given parts.
+async fn raw_to(
+    app: &TestApp,
+    path: &str,
+    key_id: Option<&str>,
+    secret: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &str,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(app.url(path))
         .body(body.to_owned())
@@ -1747,11 +1768,31 @@ async fn a_provision_job_the_worker_never_took_is_handed_out_again_once_steps_be
     // Within the lease nothing is concluded from a heartbeat that does not list it yet.
     assert!(beat(&c, &[]).await.is_empty());
     assert_eq!(last_seq(&m.app, &id).await.1, "provisioning");
+    let signed_before_the_job = now() - 2;
     // Held: nothing changes either, however long.
     tokio::time::sleep(PAST_LEASE).await;
     assert!(beat(&c, &[&id]).await.is_empty());
     let (seq, status) = last_seq(&m.app, &id).await;
     assert_eq!(status, "provisioning");
+
+    // Past the lease, but signed before the job went out (a heartbeat that was slow to
+    // arrive): it says nothing about the job, so nothing changes.
+    let (code, body) = raw_to(
+        &m.app,
+        "/workers/heartbeat",
+        Some(&creds.key_id),
+        &creds.secret,
+        signed_before_the_job,
+        "slow-heartbeat-nonce-1",
+        r#"{"sessions": []}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(last_seq(&m.app, &id).await, (seq, "provisioning".into()));
+    // Another worker holding nothing says nothing about this one's sessions.
+    let other = create_worker(&m, "bystander", 1).await;
+    assert!(beat(&client(&m.app, &other), &[]).await.is_empty());
+    assert_eq!(last_seq(&m.app, &id).await, (seq, "provisioning".into()));
 
     // Past the lease and not held: the answer never reached it; the job goes out again.
     assert!(beat(&c, &[]).await.is_empty());
