@@ -1748,6 +1748,16 @@ async fn build_all(c: &WorkerClient, id: &str) {
     }
 }
 
+/// The session has failed, for `reason`, with `refunded` coins given back.
+async fn assert_failed(app: &TestApp, user: &Session, id: &str, reason: &str, refunded: i64) {
+    let s = get_session(app, user, id).await["data"]["vpsSession"].clone();
+    assert_eq!(
+        (&s["status"], &s["failureReason"], &s["amountRefunded"]),
+        (&json!("FAILED"), &json!(reason), &json!(refunded)),
+        "{s}"
+    );
+}
+
 const LEASE: Duration = Duration::from_secs(1);
 /// Long enough for a heartbeat to be signed past the lease: its timestamp is whole
 /// seconds, and the server reckons from the earliest moment it may have been built.
@@ -1808,13 +1818,14 @@ async fn a_provision_job_the_worker_never_took_is_handed_out_again_once_steps_be
     step(&c, &id, "reserve_capacity", "running", "on it").await;
     tokio::time::sleep(PAST_LEASE).await;
     assert!(beat(&c, &[]).await.is_empty());
-    let failed = get_session(&m.app, &ivy, &id).await["data"]["vpsSession"].clone();
-    assert_eq!(failed["status"], "FAILED", "{failed}");
-    assert_eq!(
-        failed["failureReason"],
-        "the worker lost the machine while building it"
-    );
-    assert_eq!(failed["amountRefunded"], 10);
+    assert_failed(
+        &m.app,
+        &ivy,
+        &id,
+        "the worker lost the machine while building it",
+        10,
+    )
+    .await;
     assert_eq!(wallet(&m.app, &ivy).await, (100, 100));
     // Heartbeats that leave the list out (a minimal worker) are never read as "holds nothing".
     let (id2, c2) = provisioning(&m, &ivy, &creds).await;
@@ -1853,13 +1864,14 @@ async fn running_sessions_a_worker_no_longer_holds_end_and_lost_teardowns_are_re
     assert_eq!(last_seq(&m.app, &id).await.1, "running", "held: untouched");
     // The worker restarted and holds nothing: the machine is gone, two hours come back.
     assert!(beat(&c, &[]).await.is_empty());
-    let ended = get_session(&m.app, &rex, &id).await["data"]["vpsSession"].clone();
-    assert_eq!(ended["status"], "FAILED", "{ended}");
-    assert_eq!(
-        ended["failureReason"],
-        "the worker no longer holds the machine"
-    );
-    assert_eq!(ended["amountRefunded"], 20);
+    assert_failed(
+        &m.app,
+        &rex,
+        &id,
+        "the worker no longer holds the machine",
+        20,
+    )
+    .await;
     assert_eq!(wallet(&m.app, &rex).await, (90, 90));
     // Should it list the session again, it is told to tear it down.
     assert_eq!(beat(&c, &[&id]).await, vec![id.clone()]);
@@ -1939,12 +1951,16 @@ async fn running_sessions_on_a_worker_offline_past_the_grace_end_with_unused_hou
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last_seq(&m.app, &id).await.1, "running");
-    let ended = wait_status(&m.app, &ada, &id, "FAILED").await;
-    assert_eq!(
-        ended["failureReason"],
-        "the worker has been offline too long"
-    );
-    assert_eq!(ended["amountRefunded"], 40, "four unused hours");
+    wait_status(&m.app, &ada, &id, "FAILED").await;
+    // Four unused hours back.
+    assert_failed(
+        &m.app,
+        &ada,
+        &id,
+        "the worker has been offline too long",
+        40,
+    )
+    .await;
     assert_eq!(wallet(&m.app, &ada).await, (90, 90));
     // Back online and still holding it: told to tear it down.
     assert_eq!(beat(&c, &[&id]).await, vec![id.clone()]);
