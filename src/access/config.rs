@@ -67,7 +67,7 @@ pub struct AccessConfig {
     )]
     pub access_proxy_assertion_secret: Option<Secret>,
 
-    /// Extra CA certificate (PEM) trusted for an https upstream.
+    /// Extra CA certificates (PEM) trusted for an https upstream (pages and WebSockets).
     #[arg(
         long,
         env = "ACCESS_PROXY_UPSTREAM_CA_FILE",

@@ -50,8 +50,39 @@ pub struct AccessState {
     next_socket: std::sync::atomic::AtomicU64,
     /// HTTP client for the upstream (no redirects followed, no pooling limits).
     pub client: Option<reqwest::Client>,
+    /// TLS for WebSockets to an `https://` upstream (`wss://`): Mozilla's roots plus
+    /// `ACCESS_PROXY_UPSTREAM_CA_FILE`, the same trust as the HTTP client's.
+    pub upstream_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// PUBLIC_URL (or the derived one), parsed once for the hot path.
     pub public_url: url::Url,
+}
+
+/// The TLS client settings for a `wss://` upstream: the web's usual roots and every
+/// certificate in `extra_ca` (PEM), HTTP/1.1 (a WebSocket upgrade needs it).
+fn upstream_tls(extra_ca: Option<&[u8]>) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| {
+                anyhow::anyhow!("ACCESS_PROXY_UPSTREAM_CA_FILE is not PEM certificates: {e}")
+            })?;
+            roots.add(cert)?;
+            added += 1;
+        }
+        if added == 0 {
+            anyhow::bail!("ACCESS_PROXY_UPSTREAM_CA_FILE holds no certificate");
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,6 +92,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl AccessState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let access = &config.access;
+        let extra_ca = match &access.access_proxy_upstream_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read ACCESS_PROXY_UPSTREAM_CA_FILE {}: {e}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let upstream_tls = match &access.access_proxy_upstream {
+            Some(url) if url.scheme() == "https" => Some(upstream_tls(extra_ca.as_deref())?),
+            _ => None,
+        };
         let client = match &access.access_proxy_upstream {
             Some(_) => {
                 let mut builder = reqwest::Client::builder()
@@ -69,14 +113,10 @@ impl AccessState {
                     .pool_idle_timeout(std::time::Duration::from_secs(60))
                     .tcp_nodelay(true)
                     .no_proxy();
-                if let Some(path) = &access.access_proxy_upstream_ca_file {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot read ACCESS_PROXY_UPSTREAM_CA_FILE {}: {e}",
-                            path.display()
-                        )
-                    })?;
-                    builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+                if let Some(pem) = &extra_ca {
+                    for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                        builder = builder.add_root_certificate(cert);
+                    }
                 }
                 Some(builder.build()?)
             }
@@ -90,6 +130,7 @@ impl AccessState {
             sockets: Mutex::default(),
             next_socket: std::sync::atomic::AtomicU64::new(1),
             client,
+            upstream_tls,
             public_url: config.public_url(),
         })
     }

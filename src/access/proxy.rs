@@ -866,13 +866,8 @@ async fn proxy_websocket(
             .headers_mut()
             .insert("sec-websocket-protocol", protocols.clone());
     }
-    let connect = tokio::time::timeout(
-        config.access_proxy_connect_timeout.0 + config.access_proxy_response_timeout.0,
-        tokio_tungstenite::connect_async(upstream_request),
-    )
-    .await;
-    let (upstream, response) = match connect {
-        Err(_) => {
+    let (upstream, response) = match connect_upstream_ws(state, upstream_request).await {
+        Err(WsConnectError::Timeout) => {
             state.metrics.record_proxy("websocket", "upstream_timeout");
             return refusal(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -880,7 +875,7 @@ async fn proxy_websocket(
                 "the upstream did not answer in time",
             );
         }
-        Ok(Err(e)) => {
+        Err(WsConnectError::Failed(e)) => {
             tracing::warn!(error = %e, "proxied WebSocket could not connect");
             state
                 .metrics
@@ -891,7 +886,7 @@ async fn proxy_websocket(
                 "the upstream WebSocket cannot be reached",
             );
         }
-        Ok(Ok(pair)) => pair,
+        Ok(pair) => pair,
     };
     let protocol = response
         .headers()
@@ -918,6 +913,68 @@ async fn proxy_websocket(
         pump(client, upstream, cancel, expires_in, idle).await;
     })
     .into_response()
+}
+
+/// The byte stream under an upstream WebSocket: plain TCP or TLS over it.
+trait UpstreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync> UpstreamIo for T {}
+
+type UpstreamSocket = tokio_tungstenite::WebSocketStream<Box<dyn UpstreamIo>>;
+
+enum WsConnectError {
+    Timeout,
+    Failed(String),
+}
+
+/// Opens the upstream WebSocket: TCP within the connect timeout, then TLS for `wss://`
+/// (the upstream's trust, see [`super::AccessState::upstream_tls`]) and the upgrade within
+/// the response timeout.
+async fn connect_upstream_ws(
+    state: &AppState,
+    request: tungstenite::handshake::client::Request,
+) -> Result<(UpstreamSocket, tungstenite::handshake::client::Response), WsConnectError> {
+    let config = &state.config.access;
+    let failed = |e: &dyn std::fmt::Display| WsConnectError::Failed(e.to_string());
+    let uri = request.uri();
+    let secure = uri.scheme_str() == Some("wss");
+    let host = uri
+        .host()
+        .ok_or_else(|| failed(&"the upstream URL has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = tokio::time::timeout(
+        config.access_proxy_connect_timeout.0,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| WsConnectError::Timeout)?
+    .map_err(|e| failed(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let handshake = async {
+        let io: Box<dyn UpstreamIo> = if secure {
+            let tls = state
+                .access
+                .upstream_tls
+                .clone()
+                .ok_or_else(|| failed(&"no TLS settings for a wss:// upstream"))?;
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| failed(&e))?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| failed(&e))?;
+            Box::new(stream)
+        } else {
+            Box::new(tcp)
+        };
+        tokio_tungstenite::client_async(request, io)
+            .await
+            .map_err(|e| failed(&e))
+    };
+    tokio::time::timeout(config.access_proxy_response_timeout.0, handshake)
+        .await
+        .map_err(|_| WsConnectError::Timeout)?
 }
 
 /// Unregisters a proxied socket however its task ends.
@@ -963,9 +1020,7 @@ fn to_client(message: UpMessage) -> Option<PoemMessage> {
 /// `token_revoked`), it expires (1008 `token_expired`) or the line is idle too long.
 async fn pump(
     client: poem::web::websocket::WebSocketStream,
-    upstream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    upstream: UpstreamSocket,
     cancel: tokio_util::sync::CancellationToken,
     expires_in: Duration,
     idle: Duration,

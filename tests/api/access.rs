@@ -1089,3 +1089,91 @@ async fn a_proxy_host_is_proxied_on_every_path_and_use_is_recorded() {
     assert!(metrics.contains("access_token_checks"), "{metrics}");
     assert!(metrics.contains("access_proxy_requests"), "{metrics}");
 }
+
+const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_over_tls_for_pages_and_websockets() {
+    let cert = std::fs::read(format!("{TLS_DIR}/server.pem")).unwrap();
+    let key = std::fs::read(format!("{TLS_DIR}/server.key")).unwrap();
+    let upstream = Upstream::start_tls("127.0.0.1:0", &cert, &key)
+        .await
+        .unwrap();
+    assert!(upstream.url().starts_with("https://127.0.0.1:"));
+    let ca = std::path::PathBuf::from(format!("{TLS_DIR}/ca.pem"));
+    let app = builder(Some(upstream.url()))
+        .configure(move |c| c.access.access_proxy_upstream_ca_file = Some(ca))
+        .spawn()
+        .await;
+    let kit = rich_user(&app, "kit@example.com", "kit", 50).await;
+    let (token, _) = token_for(&app, &kit).await;
+
+    let response = get(&app, "/proxy/page", Some(&token)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), page_body());
+    let seen = upstream.last().unwrap();
+    assert_eq!(seen.uri, "/page");
+    assert!(seen.header("x-tessera-assertion").is_some());
+    assert!(seen.header("x-access-token").is_none());
+
+    let mut ws = ws_connect(&app, &format!("/proxy/ws?token={token}&room=tls"), None)
+        .await
+        .unwrap();
+    ws.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("over tls"));
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+    assert_eq!(upstream.last().unwrap().uri, "/ws?room=tls");
+    ws.close(None).await.unwrap();
+
+    // A server that does not trust the upstream's CA reaches neither, and says so.
+    let untrusting = builder(Some(upstream.url())).spawn().await;
+    let lee = rich_user(&untrusting, "lee@example.com", "lee", 50).await;
+    let (token, _) = token_for(&untrusting, &lee).await;
+    let before = upstream.seen().len();
+    assert_eq!(
+        refusal(get(&untrusting, "/proxy/page", Some(&token)).await).await,
+        (502, "upstream_unreachable".into())
+    );
+    match ws_connect(&untrusting, &format!("/proxy/ws?token={token}"), None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 502)
+        }
+        other => panic!("expected a 502 before the upgrade, got {other:?}"),
+    }
+    assert_eq!(upstream.seen().len(), before, "no request got through");
+    assert_eq!(untrusting.state.access.open_socket_count(), 0);
+}
+
+#[test]
+fn an_upstream_ca_file_must_hold_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("ca.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    let mut config = tessera::config::Config::from_args([
+        "--access-proxy-upstream",
+        "https://127.0.0.1:9",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    config.access.access_proxy_upstream_ca_file = Some(bogus);
+    let err = tessera::access::AccessState::new(&config)
+        .err()
+        .expect("a CA file without certificates is refused at start");
+    assert!(
+        err.to_string().contains("ACCESS_PROXY_UPSTREAM_CA_FILE"),
+        "{err}"
+    );
+
+    config.access.access_proxy_upstream_ca_file = Some(dir.path().join("missing.pem"));
+    let err = tessera::access::AccessState::new(&config).err().unwrap();
+    assert!(err.to_string().contains("cannot read"), "{err}");
+
+    config.access.access_proxy_upstream_ca_file =
+        Some(std::path::PathBuf::from(format!("{TLS_DIR}/ca.pem")));
+    assert!(tessera::access::AccessState::new(&config).is_ok());
+}

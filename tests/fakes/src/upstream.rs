@@ -11,6 +11,9 @@
 //! - `GET /links`: HTML linking to the upstream's own absolute URLs.
 //! - `GET /slow`: answers after 3 s.
 //! - `GET /ws`: WebSocket echo (text and binary), answering `graphql-transport-ws` if offered.
+//!
+//! [`Upstream::start_tls`] serves the same over TLS (`https://`, `wss://`) with a given
+//! certificate, as a site behind the proxy on another host would.
 
 use std::{
     net::SocketAddr,
@@ -55,6 +58,8 @@ pub struct Upstream {
     addr: SocketAddr,
     log: Log,
     task: JoinHandle<()>,
+    /// The TLS front when started with [`Upstream::start_tls`]: its address and task.
+    tls: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 fn record(log: &Log, req: &Request) {
@@ -98,11 +103,62 @@ impl Upstream {
         let task = tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor).run(routes).await;
         });
-        Ok(Upstream { addr, log, task })
+        Ok(Upstream {
+            addr,
+            log,
+            task,
+            tls: None,
+        })
+    }
+
+    /// The same upstream behind TLS on `addr`, with the certificate chain and key in
+    /// `cert_pem` and `key_pem`; [`Upstream::url`] is then `https://…`. Each connection's
+    /// TLS is ended here and its bytes go on to the plain upstream.
+    pub async fn start_tls(
+        addr: &str,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<Upstream> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(std::io::Error::other)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(std::io::Error::other)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let mut upstream = Self::start("127.0.0.1:0").await?;
+        let plain = upstream.addr;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let front = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if let Ok(mut inner) = tokio::net::TcpStream::connect(plain).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut inner).await;
+                    }
+                });
+            }
+        });
+        upstream.tls = Some((front, task));
+        Ok(upstream)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.tls {
+            Some((front, _)) => format!("https://{front}"),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     /// Every request seen so far, oldest first.
@@ -119,6 +175,9 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some((_, task)) = &self.tls {
+            task.abort();
+        }
     }
 }
 
