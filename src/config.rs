@@ -349,7 +349,8 @@ pub struct Config {
     )]
     pub graphql_ws_init_timeout: HumanDuration,
 
-    /// Close a `graphql-transport-ws` connection whose client stays silent this long (0 disables).
+    /// Ping a `graphql-transport-ws` client silent this long, and close it (3008) when it
+    /// stays silent as long again (0 disables).
     #[arg(
         long,
         env = "GRAPHQL_WS_KEEPALIVE",

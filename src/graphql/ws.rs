@@ -1,29 +1,30 @@
 //! GraphQL over WebSocket on `/graphql/ws`, both `graphql-transport-ws` (the current
 //! protocol, GraphiQL's and the SPA's) and the legacy `graphql-ws` (subscriptions-transport-ws).
 //!
-//! async-graphql runs the operations; this module owns the connection around it, because the
-//! library's own handling differs from the protocol where it matters (its refused init is
-//! 1002, a subscribe before init 1011, and it has no init timeout). Here:
+//! async-graphql executes each operation (`execute_stream_with_session_data`); the protocol
+//! around it is ours, because the library's own connection handling differs from the
+//! protocol where it matters (its refused init is 1002, a subscribe before init 1011, it has
+//! no init timeout, and its keep-alive closes a client that merely listens), and because an
+//! idle subscriber should cost little memory. Here:
 //!
 //! - `Origin` must be one of ours when a browser sends it (cross-site WebSocket hijacking);
 //!   a missing subprotocol, or one we do not speak, is refused before the upgrade.
-//! - Every frame is parsed here first: one that is not a protocol message closes with 4400.
+//! - Every frame is parsed here: one that is not a protocol message closes with 4400.
 //! - `connection_init` must arrive within `GRAPHQL_WS_INIT_TIMEOUT` (else 4408), once (a
 //!   second closes 4429); its payload is checked by [`authenticate`] (a refusal closes 4403).
 //! - `subscribe` before the server's `connection_ack` closes 4401; a subscription id already
-//!   in use closes 4409.
+//!   in use closes 4409; more than 100 operations at once close 1008.
+//! - `graphql-transport-ws`: after `GRAPHQL_WS_KEEPALIVE` of client silence the server
+//!   sends `ping`; silent as long again, the connection closes with 3008.
 //! - On shutdown every connection gets a 1001 close frame before the server exits.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
-};
+use std::{pin::Pin, sync::Arc, task::Poll};
 
 use async_graphql::{
     Data,
-    http::{ALL_WEBSOCKET_PROTOCOLS, ClientMessage, WebSocketProtocols, WsMessage},
+    http::{ALL_WEBSOCKET_PROTOCOLS, ClientMessage, WebSocketProtocols},
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, stream::BoxStream};
 use poem::{
     IntoResponse, Request, Response, handler,
     http::{StatusCode, header},
@@ -32,9 +33,8 @@ use poem::{
         websocket::{Message, WebSocket, WebSocketStream},
     },
 };
-use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use serde::Serialize;
+use tokio::sync::broadcast;
 
 use super::{ApiError, AppSchema, RequestMeta, error::http_error};
 use crate::{
@@ -44,8 +44,8 @@ use crate::{
     },
 };
 
-/// Client messages the library may have queued and not yet taken.
-const IN_FLIGHT: usize = 256;
+/// Operations one connection may run at once (a client that needs more opens another).
+const MAX_OPERATIONS: usize = 100;
 
 /// Close codes of the graphql-transport-ws protocol.
 mod close {
@@ -59,6 +59,8 @@ mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
+    /// Silent past two keep-alive periods, a ping unanswered.
+    pub const KEEPALIVE_TIMEOUT: u16 = 3008;
 }
 
 fn choose_protocol(req: &Request) -> Option<WebSocketProtocols> {
@@ -169,49 +171,137 @@ pub async fn endpoint(
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    id: Option<std::borrow::Cow<'a, str>>,
-}
-
+/// What the client's last frame asks of the connection.
 enum Step {
     Continue,
     Close(u16, String),
 }
 
+/// A message of ours, in either protocol's words.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMessage<'a> {
+    ConnectionAck,
+    /// `graphql-transport-ws`: one result of an operation.
+    Next {
+        id: &'a str,
+        payload: &'a async_graphql::Response,
+    },
+    /// The legacy protocol's name for `next`.
+    Data {
+        id: &'a str,
+        payload: &'a async_graphql::Response,
+    },
+    Complete {
+        id: &'a str,
+    },
+    Ping,
+    Pong,
+}
+
+impl ServerMessage<'_> {
+    fn frame(&self) -> Message {
+        Message::Text(serde_json::to_string(self).expect("server messages serialize"))
+    }
+}
+
+/// The operations running on one connection, by client-chosen id. A connection rarely has
+/// more than a few, so a vector (one small allocation) beats a map.
+#[derive(Default)]
+struct Operations {
+    running: Vec<(String, BoxStream<'static, async_graphql::Response>)>,
+    /// Where the next poll starts, so one busy operation cannot starve the others.
+    start: usize,
+}
+
+impl Operations {
+    fn contains(&self, id: &str) -> bool {
+        self.running.iter().any(|(i, _)| i == id)
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        let before = self.running.len();
+        self.running.retain(|(i, _)| i != id);
+        if self.running.is_empty() {
+            // An idle connection keeps no room for operations it no longer runs.
+            self.running = Vec::new();
+        }
+        self.running.len() != before
+    }
+
+    /// The frame for the next result of any operation (`next`, or the legacy `data`), or
+    /// `complete` for one that ended. Pending while none has anything.
+    fn poll_frame(
+        &mut self,
+        protocol: WebSocketProtocols,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Message> {
+        let count = self.running.len();
+        for k in 0..count {
+            let index = (self.start + k) % count;
+            match self.running[index].1.poll_next_unpin(cx) {
+                Poll::Ready(Some(payload)) => {
+                    self.start = index + 1;
+                    let id = &self.running[index].0;
+                    let message = match protocol {
+                        WebSocketProtocols::GraphQLWS => ServerMessage::Next {
+                            id,
+                            payload: &payload,
+                        },
+                        WebSocketProtocols::SubscriptionsTransportWS => ServerMessage::Data {
+                            id,
+                            payload: &payload,
+                        },
+                    };
+                    return Poll::Ready(message.frame());
+                }
+                Poll::Ready(None) => {
+                    let (id, _) = self.running.swap_remove(index);
+                    if self.running.is_empty() {
+                        self.running = Vec::new();
+                    }
+                    return Poll::Ready(ServerMessage::Complete { id: &id }.frame());
+                }
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// One GraphQL WebSocket: the protocol's state and the operations it runs.
 struct Connection {
     state: AppState,
-    cookies: Option<String>,
+    schema: AppSchema,
     protocol: WebSocketProtocols,
+    /// The upgrade request's facts; they go into every operation's data once signed in.
+    meta: Option<RequestMeta>,
     init_seen: bool,
-    acked: bool,
-    active: HashSet<String>,
-    pending_init: Arc<Mutex<Option<Data>>>,
-    /// Boxed: the channel allocates its slots in blocks of 32, and an unboxed message is
-    /// large; every idle connection would carry that block.
-    to_library: mpsc::Sender<Box<ClientMessage>>,
+    /// What every operation of this connection sees (the sign-in and the request's facts),
+    /// set when `connection_init` is accepted: `subscribe` is refused until then.
+    data: Option<Arc<Data>>,
+    operations: Operations,
     /// The session this connection signed in with; its revocation closes the socket.
     session: Option<uuid::Uuid>,
 }
 
 impl Connection {
-    async fn incoming(&mut self, bytes: &[u8]) -> Step {
+    /// Handles one client frame; `reply` receives what must be sent back at once.
+    async fn incoming(&mut self, bytes: &[u8], reply: &mut Option<Message>) -> Step {
         let bad = |what: &str| {
             Step::Close(
                 close::BAD_MESSAGE,
                 format!("Invalid message received: {what}"),
             )
         };
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-            return bad("not JSON");
+        let message = match serde_json::from_slice::<ClientMessage>(bytes) {
+            Ok(message) => message,
+            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
+                return bad("not JSON");
+            }
+            Err(_) => return bad("not a protocol message"),
         };
-        let Ok(message) = serde_json::from_value::<ClientMessage>(value.clone()) else {
-            return bad("not a protocol message");
-        };
-        match &message {
+        match message {
             ClientMessage::ConnectionInit { payload } => {
                 if self.init_seen {
                     return Step::Close(
@@ -220,89 +310,89 @@ impl Connection {
                     );
                 }
                 self.init_seen = true;
-                let payload = payload.clone().unwrap_or(serde_json::Value::Null);
-                match authenticate(&self.state, self.cookies.as_deref(), &payload).await {
+                let payload = payload.unwrap_or(serde_json::Value::Null);
+                let cookies = self.meta.as_ref().and_then(|m| m.cookies.as_deref());
+                let auth = match authenticate(&self.state, cookies, &payload).await {
                     Ok(Auth::Refused(reason)) => {
                         return Step::Close(close::FORBIDDEN, format!("Forbidden: {reason}"));
                     }
                     Ok(Auth::Unavailable) => {
                         return Step::Close(close::INTERNAL, "sign-in checks unavailable".into());
                     }
-                    Ok(auth) => {
-                        if let Auth::Viewer(viewer) = &auth {
-                            self.session = Some(viewer.session_id);
-                        }
-                        let mut data = Data::default();
-                        data.insert(auth);
-                        *self.pending_init.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
-                    }
+                    Ok(auth) => auth,
                     Err(err) => {
                         return Step::Close(
                             close::FORBIDDEN,
                             format!("Forbidden: {}", err.message),
                         );
                     }
+                };
+                if let Auth::Viewer(viewer) = &auth {
+                    self.session = Some(viewer.session_id);
                 }
+                let mut data = Data::default();
+                data.insert(auth);
+                if let Some(meta) = self.meta.take() {
+                    data.insert(meta);
+                }
+                self.data = Some(Arc::new(data));
+                *reply = Some(ServerMessage::ConnectionAck.frame());
             }
-            ClientMessage::Start { id, .. } => {
-                if !self.acked {
+            ClientMessage::Start { id, payload } => {
+                let Some(data) = &self.data else {
                     return Step::Close(close::UNAUTHORIZED, "Unauthorized".into());
-                }
-                if !self.active.insert(id.clone()) {
+                };
+                if self.operations.contains(&id) {
                     return Step::Close(
                         close::DUPLICATE_ID,
                         format!("Subscriber for {id} already exists"),
                     );
                 }
+                if self.operations.running.len() >= MAX_OPERATIONS {
+                    return Step::Close(close::POLICY, "Too many operations at once".into());
+                }
+                let stream = self
+                    .schema
+                    .execute_stream_with_session_data(payload, Arc::clone(data));
+                self.operations.running.push((id, stream));
             }
             ClientMessage::Stop { id } => {
-                self.active.remove(id);
+                if self.operations.remove(&id) {
+                    *reply = Some(ServerMessage::Complete { id: &id }.frame());
+                }
             }
             ClientMessage::ConnectionTerminate => return Step::Close(close::NORMAL, String::new()),
-            ClientMessage::Ping { .. } | ClientMessage::Pong { .. } => {}
+            ClientMessage::Ping { .. } => *reply = Some(ServerMessage::Pong.frame()),
+            ClientMessage::Pong { .. } => {}
         }
-        // The library reads this channel only when the loop below polls it, so never wait
-        // here: a client that has this many messages unanswered is flooding us.
-        match self.to_library.try_send(Box::new(message)) {
-            Ok(()) => Step::Continue,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                Step::Close(close::POLICY, "Too many messages in flight".into())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Step::Close(close::NORMAL, String::new()),
+        Step::Continue
+    }
+}
+
+/// Keeps a silent `graphql-transport-ws` client honest: after `GRAPHQL_WS_KEEPALIVE` with
+/// nothing from the client the server pings (clients answer pings with pongs by
+/// themselves); after as long again with still nothing, the connection is closed (3008).
+struct Keepalive {
+    every: std::time::Duration,
+    /// On the heap: a timer is large, and a connection without keep-alive has none.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    pinged: bool,
+}
+
+impl Keepalive {
+    fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            timer: Box::pin(tokio::time::sleep(every)),
+            pinged: false,
         }
     }
 
-    /// Notes what the library tells the client; returns the frame to send.
-    fn outgoing(&mut self, message: WsMessage) -> (Message, Option<Step>) {
-        match message {
-            WsMessage::Text(text) => {
-                if let Ok(head) = serde_json::from_str::<Head<'_>>(&text) {
-                    match head.kind.as_ref() {
-                        "connection_ack" => self.acked = true,
-                        "complete" => {
-                            if let Some(id) = head.id {
-                                self.active.remove(id.as_ref());
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                (Message::Text(text), None)
-            }
-            // The library closes on its own only for cases handled above (1002 bad message,
-            // 1011 early subscribe) and the keep-alive timeout; keep the spec's codes.
-            WsMessage::Close(code, reason) => {
-                let code = match code {
-                    1002 => close::BAD_MESSAGE,
-                    1011 => close::UNAUTHORIZED,
-                    other => other,
-                };
-                (
-                    Message::close_with(code, reason.clone()),
-                    Some(Step::Close(code, reason)),
-                )
-            }
-        }
+    /// The client said something: it is alive.
+    fn heard(&mut self) {
+        self.pinged = false;
+        let deadline = tokio::time::Instant::now() + self.every;
+        self.timer.as_mut().reset(deadline);
     }
 }
 
@@ -318,41 +408,17 @@ async fn serve(
     let span = tracing::info_span!("graphql.websocket", request_id = %meta.request_id, protocol = protocol.sec_websocket_protocol());
 
     let (mut sink, mut stream) = socket.split();
-    let (to_library, from_socket) = mpsc::channel(IN_FLIGHT);
-    let pending_init = Arc::new(Mutex::new(None::<Data>));
-    let mut connection_data = Data::default();
-    let meta_cookies = meta.cookies.clone();
-    connection_data.insert(meta);
-
-    let init_slot = Arc::clone(&pending_init);
-    let keepalive = state.config.graphql_ws_keepalive.0;
-    let library = async_graphql::http::WebSocket::from_message_stream(
-        schema,
-        ReceiverStream::new(from_socket).map(|message: Box<ClientMessage>| Ok(*message)),
-        protocol,
-    )
-    .connection_data(connection_data)
-    .on_connection_init(move |_payload| async move {
-        init_slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| async_graphql::Error::new("connection_init was not checked"))
-    })
-    .keepalive_timeout(
-        (protocol == WebSocketProtocols::GraphQLWS && !keepalive.is_zero()).then_some(keepalive),
-    );
-    futures_util::pin_mut!(library);
-
+    let every = state.config.graphql_ws_keepalive.0;
+    let mut keepalive = (protocol == WebSocketProtocols::GraphQLWS && !every.is_zero())
+        .then(|| Keepalive::new(every));
     let mut connection = Connection {
         state: state.clone(),
-        cookies: meta_cookies,
+        schema,
         protocol,
+        meta: Some(meta),
         init_seen: false,
-        acked: false,
-        active: HashSet::new(),
-        pending_init,
-        to_library,
+        data: None,
+        operations: Operations::default(),
         session: None,
     };
     let mut revocations = state.revocations.subscribe();
@@ -362,13 +428,26 @@ async fn serve(
     )));
 
     let closing: Option<(u16, String)> = loop {
+        let mut reply = None;
         let step = tokio::select! {
             // Client frames first: a subscribe is checked against the ids in use before the
-            // library's answers (which free ids) are looked at.
+            // operations' answers (which free ids) are looked at.
             biased;
             _ = state.shutdown.cancelled() => Step::Close(close::GOING_AWAY, "server shutting down".into()),
             _ = async { init_deadline.as_mut().expect("guarded").await }, if init_deadline.is_some() && !connection.init_seen => {
                 Step::Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into())
+            }
+            _ = async { keepalive.as_mut().expect("guarded").timer.as_mut().await }, if keepalive.is_some() => {
+                let k = keepalive.as_mut().expect("guarded");
+                if k.pinged {
+                    Step::Close(close::KEEPALIVE_TIMEOUT, "timeout".into())
+                } else {
+                    k.pinged = true;
+                    let deadline = tokio::time::Instant::now() + k.every;
+                    k.timer.as_mut().reset(deadline);
+                    reply = Some(ServerMessage::Ping.frame());
+                    Step::Continue
+                }
             }
             revocation = revocations.recv(), if connection.session.is_some() => {
                 let session = connection.session.expect("guarded above");
@@ -388,26 +467,27 @@ async fn serve(
             }
             // Boxed (here and above): this task lives as long as the connection and keeps
             // room for its largest await; sign-in checks would make every idle one bigger.
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => Box::pin(connection.incoming(text.as_bytes())).await,
-                Some(Ok(Message::Binary(bytes))) => Box::pin(connection.incoming(&bytes)).await,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
-            },
-            outgoing = library.next() => match outgoing {
-                Some(message) => {
-                    let (frame, step) = connection.outgoing(message);
-                    if let Some(step) = step {
-                        step
-                    } else if sink.send(frame).await.is_err() {
-                        break None;
-                    } else {
-                        Step::Continue
-                    }
+            incoming = stream.next() => {
+                if let Some(k) = keepalive.as_mut() {
+                    k.heard();
                 }
-                None => Step::Close(close::NORMAL, String::new()),
-            },
+                match incoming {
+                    Some(Ok(Message::Text(text))) => Box::pin(connection.incoming(text.as_bytes(), &mut reply)).await,
+                    Some(Ok(Message::Binary(bytes))) => Box::pin(connection.incoming(&bytes, &mut reply)).await,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                }
+            }
+            frame = std::future::poll_fn(|cx| connection.operations.poll_frame(protocol, cx)) => {
+                reply = Some(frame);
+                Step::Continue
+            }
         };
+        if let Some(frame) = reply
+            && sink.send(frame).await.is_err()
+        {
+            break None;
+        }
         if let Step::Close(code, reason) = step {
             break Some((code, reason));
         }

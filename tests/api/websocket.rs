@@ -211,3 +211,89 @@ async fn open_connections_are_counted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_listening_client_is_pinged_and_stays_and_a_silent_one_is_closed() {
+    let app = TestApp::builder()
+        .configure(|c| c.graphql_ws_keepalive = "300ms".parse().unwrap())
+        .spawn()
+        .await;
+    // A client that only listens, answering pings as graphql-ws clients do: it stays open
+    // for many periods, and is pinged about once a period.
+    let mut ws = app.ws_connect("graphql-transport-ws", None).await.unwrap();
+    ws_send(&mut ws, json!({"type": "connection_init"})).await;
+    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(2000) {
+        let message = ws_next(&mut ws).await;
+        assert_eq!(message, json!({"type": "ping"}));
+        pings += 1;
+        ws_send(&mut ws, json!({"type": "pong"})).await;
+    }
+    assert!((4..=8).contains(&pings), "{pings} pings in 2 s");
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut ws).await["type"], "pong", "still open");
+
+    // One that answers nothing is pinged once, then closed after a second period.
+    let mut silent = app.ws_connect("graphql-transport-ws", None).await.unwrap();
+    ws_send(&mut silent, json!({"type": "connection_init"})).await;
+    assert_eq!(ws_next(&mut silent).await["type"], "connection_ack");
+    let started = std::time::Instant::now();
+    assert_eq!(ws_next(&mut silent).await, json!({"type": "ping"}));
+    let (code, reason) = ws_close_code(&mut silent, Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (3008, "timeout"));
+    let lasted = started.elapsed();
+    assert!(
+        lasted >= Duration::from_millis(500) && lasted < Duration::from_secs(2),
+        "{lasted:?}"
+    );
+
+    // The legacy protocol has no pings: its clients are never closed for silence.
+    let mut legacy = app.ws_connect("graphql-ws", None).await.unwrap();
+    ws_send(&mut legacy, json!({"type": "connection_init"})).await;
+    assert_eq!(ws_next(&mut legacy).await["type"], "connection_ack");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    ws_send(
+        &mut legacy,
+        json!({"id": "a", "type": "start", "payload": {"query": "{ serverInfo { version } }"}}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut legacy).await["type"], "data");
+}
+
+#[tokio::test]
+async fn a_client_may_stop_an_operation_and_run_at_most_a_hundred() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ops@example.com", "ops").await;
+    let mut ws = app.ws_connect("graphql-transport-ws", None).await.unwrap();
+    ws_send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", user.access)}}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    let subscribe = |id: String| json!({"id": id, "type": "subscribe", "payload": {"query": "subscription { walletChanged { balance } }"}});
+    // Stopping one answers `complete` and frees its id.
+    ws_send(&mut ws, subscribe("w".into())).await;
+    ws_send(&mut ws, json!({"id": "w", "type": "complete"})).await;
+    assert_eq!(
+        ws_next(&mut ws).await,
+        json!({"type": "complete", "id": "w"})
+    );
+    ws_send(&mut ws, subscribe("w".into())).await;
+    for i in 1..100 {
+        ws.feed(Message::text(subscribe(format!("s{i}")).to_string()))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut ws).await["type"], "pong", "a hundred run");
+    ws_send(&mut ws, subscribe("one-too-many".into())).await;
+    let (code, reason) = ws_close_code(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "Too many operations at once")
+    );
+}
