@@ -237,7 +237,8 @@ pub struct Config {
     )]
     pub kv_command_timeout: HumanDuration,
 
-    /// Messages a slow pub/sub subscriber may fall behind before it is told it lost some.
+    /// Messages from Redis pub/sub this instance may hold before handing them on (one queue
+    /// for every channel); past it, subscribers are told they lost some.
     #[arg(
         long,
         env = "PUBSUB_CAPACITY",
@@ -245,6 +246,18 @@ pub struct Config {
         default_value_t = 1024
     )]
     pub pubsub_capacity: usize,
+
+    /// Messages one channel keeps for its slowest local subscriber before that subscriber is
+    /// told it lost some (and catches up from the database). Every channel with a
+    /// subscriber holds this many slots from the start (one per open session page or
+    /// wallet), so it stays small.
+    #[arg(
+        long,
+        env = "PUBSUB_CHANNEL_CAPACITY",
+        value_name = "PUBSUB_CHANNEL_CAPACITY",
+        default_value_t = 32
+    )]
+    pub pubsub_channel_capacity: usize,
 
     /// Log format.
     #[arg(
@@ -477,6 +490,9 @@ impl Config {
         }
         if self.pubsub_capacity == 0 {
             return err("PUBSUB_CAPACITY", "must be at least 1");
+        }
+        if self.pubsub_channel_capacity == 0 {
+            return err("PUBSUB_CHANNEL_CAPACITY", "must be at least 1");
         }
         if self.body_limit_bytes < 1024 {
             return err("BODY_LIMIT_BYTES", "must be at least 1024");

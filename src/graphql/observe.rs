@@ -129,6 +129,47 @@ pub fn asks_for_introspection(doc: &ExecutableDocument) -> bool {
         .any(|(_, op)| scan(&op.node.selection_set.node, doc, 0))
 }
 
+/// Gives back the spare room of every list in a parsed document. The parser collects each
+/// selection set, argument list and variable list with room for four; a subscription keeps
+/// its document for as long as it runs, so with one or two fields per set most of that
+/// room (a few KiB per subscriber) would be held for nothing.
+pub fn compact(doc: &mut ExecutableDocument) {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn set(selection_set: &mut SelectionSet) {
+        selection_set.items.shrink_to_fit();
+        for item in &mut selection_set.items {
+            match &mut item.node {
+                Selection::Field(field) => {
+                    field.node.arguments.shrink_to_fit();
+                    field.node.directives.shrink_to_fit();
+                    set(&mut field.node.selection_set.node);
+                }
+                Selection::InlineFragment(fragment) => {
+                    fragment.node.directives.shrink_to_fit();
+                    set(&mut fragment.node.selection_set.node);
+                }
+                Selection::FragmentSpread(spread) => spread.node.directives.shrink_to_fit(),
+            }
+        }
+    }
+    let operations: Vec<_> = match &mut doc.operations {
+        DocumentOperations::Single(op) => vec![op],
+        DocumentOperations::Multiple(ops) => ops.values_mut().collect(),
+    };
+    for op in operations {
+        op.node.variable_definitions.shrink_to_fit();
+        for variable in &mut op.node.variable_definitions {
+            variable.node.directives.shrink_to_fit();
+        }
+        op.node.directives.shrink_to_fit();
+        set(&mut op.node.selection_set.node);
+    }
+    for fragment in doc.fragments.values_mut() {
+        fragment.node.directives.shrink_to_fit();
+        set(&mut fragment.node.selection_set.node);
+    }
+}
+
 /// The operation a document will run, given the requested name.
 pub fn selected_operation(
     doc: &ExecutableDocument,
@@ -210,7 +251,7 @@ impl Extension for ObserveOperation {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
+        let mut doc = next.run(ctx, query, variables).await?;
         if !self.introspection && asks_for_introspection(&doc) {
             return Err(introspection_refused());
         }
@@ -218,7 +259,65 @@ impl Extension for ObserveOperation {
         if let Some((name, kind)) = selected_operation(&doc, state.requested_name.as_deref()) {
             state.name = name.or_else(|| state.requested_name.clone());
             state.kind = Some(kind_str(kind));
+            if kind == OperationType::Subscription {
+                compact(&mut doc);
+            }
         }
         Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::{
+        parse_query,
+        types::{Selection, SelectionSet},
+    };
+
+    use super::*;
+
+    fn tight(set: &SelectionSet) -> bool {
+        set.items.capacity() == set.items.len()
+            && set.items.iter().all(|item| match &item.node {
+                Selection::Field(f) => {
+                    f.node.arguments.capacity() == f.node.arguments.len()
+                        && tight(&f.node.selection_set.node)
+                }
+                Selection::InlineFragment(f) => tight(&f.node.selection_set.node),
+                Selection::FragmentSpread(_) => true,
+            })
+    }
+
+    #[test]
+    fn compacting_keeps_the_document_and_drops_the_spare_room() {
+        let query = r#"subscription Follow($id: ID!, $after: Int) {
+            vpsSessionProgress(sessionId: $id, afterSeq: $after) {
+                seq
+                changedSteps { key message }
+                ... on VpsSessionEvent { snapshot }
+                ...More
+            }
+        }
+        fragment More on VpsSessionEvent { session { id status } }"#;
+        let mut doc = parse_query(query).unwrap();
+        let before = format!("{doc:?}");
+        let (_, op) = doc.operations.iter().next().unwrap();
+        assert!(
+            !tight(&op.node.selection_set.node),
+            "the parser leaves room"
+        );
+        compact(&mut doc);
+        assert_eq!(format!("{doc:?}"), before, "nothing but capacity changes");
+        let (_, op) = doc.operations.iter().next().unwrap();
+        assert!(tight(&op.node.selection_set.node));
+        assert_eq!(
+            op.node.variable_definitions.capacity(),
+            op.node.variable_definitions.len()
+        );
+        assert!(
+            doc.fragments
+                .values()
+                .all(|f| tight(&f.node.selection_set.node))
+        );
     }
 }

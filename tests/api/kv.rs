@@ -16,7 +16,7 @@ async fn make(backend: &str, prefix: &str, capacity: usize) -> Arc<dyn Kv> {
     let mut config = Config::from_args([
         "--kv-prefix",
         prefix,
-        "--pubsub-capacity",
+        "--pubsub-channel-capacity",
         &capacity.to_string(),
     ])
     .unwrap();

@@ -1517,7 +1517,12 @@ async fn events_published_while_pubsub_was_down_are_caught_up_from_the_table() {
 #[tokio::test]
 async fn a_subscriber_that_falls_behind_catches_up_without_loss_or_repeats() {
     // One slot per pub/sub channel: a burst overflows it at once.
-    let m = market_on(builder().memory_kv().configure(|c| c.pubsub_capacity = 1)).await;
+    let m = market_on(
+        builder()
+            .memory_kv()
+            .configure(|c| c.pubsub_channel_capacity = 1),
+    )
+    .await;
     let pia = customer(&m, "pia@example.com", "pia", 100).await;
     let creds = create_worker(&m, "fast", 2).await;
     let (id, c) = provisioning(&m, &pia, &creds).await;

@@ -161,7 +161,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<dyn Kv>> {
         Some(url) => Ok(Arc::new(RedisKv::connect(config, url).await?)),
         None => Ok(Arc::new(MemoryKv::new(
             &config.kv_prefix,
-            config.pubsub_capacity,
+            config.pubsub_channel_capacity,
         ))),
     }
 }

@@ -111,7 +111,7 @@ impl RedisKv {
             subscriber,
             channels: Arc::new(Mutex::new(HashMap::new())),
             subscribe_lock: Arc::new(tokio::sync::Mutex::new(())),
-            capacity,
+            capacity: config.pubsub_channel_capacity,
             incr: Script::from_lua(INCR_SCRIPT),
             gcra: Script::from_lua(GCRA_SCRIPT),
             stop: CancellationToken::new(),
