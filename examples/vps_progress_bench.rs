@@ -171,6 +171,19 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(beat.status == 200, "heartbeat refused: {}", beat.body);
 
+    // Keep the worker online for the whole run (starting thousands of sessions takes longer
+    // than the heartbeat timeout).
+    let beats = {
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let _ = worker
+                    .call(reqwest::Method::POST, "workers/heartbeat", Some(&json!({})))
+                    .await;
+            }
+        })
+    };
     let (user, _) = api.register("bench-user@example.com", "benchuser").await?;
     let mut ids = Vec::with_capacity(sessions);
     for _ in 0..sessions {
@@ -195,18 +208,6 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         claimed += jobs.body["jobs"].as_array().map_or(0, Vec::len);
     }
-    // Keep the worker online for the whole run.
-    let beats = {
-        let worker = worker.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                let _ = worker
-                    .call(reqwest::Method::POST, "workers/heartbeat", Some(&json!({})))
-                    .await;
-            }
-        })
-    };
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(pid);

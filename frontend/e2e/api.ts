@@ -1,9 +1,25 @@
-import type { APIRequestContext } from '@playwright/test';
+import { expect, type APIRequestContext, type Page } from '@playwright/test';
 
 export const PASSWORD = 'plum-orbit-cascade-91';
 
 export function unique(prefix: string) {
   return `${prefix}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** A new account made through the register page of the server at `base`, landing on
+ * Earn (page errors fail the test). */
+export async function signUpToEarn(page: Page, base: string, prefix: string) {
+  page.on('pageerror', (e) => {
+    throw e;
+  });
+  const name = unique(prefix);
+  await page.goto(`${base}/register?next=%2Fearn`);
+  await page.getByLabel('Email').fill(`${name}@example.com`);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page.getByRole('heading', { name: 'Earn coins' })).toBeVisible();
+  return name;
 }
 
 /** A GraphQL call for test setup (admin actions), with a bearer token. */

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { PASSWORD, unique } from './api';
+import { signUpToEarn } from './api';
 import { startServer } from './spawn';
 
 // A server with the ad limits in reach: one ad a day, a minute between ads.
@@ -19,17 +19,7 @@ test.beforeAll(async () => {
 test.afterAll(() => server?.stop());
 
 test('after an ad the cooldown counts down, and the daily cap stops the next', async ({ page }) => {
-  page.on('pageerror', (e) => {
-    throw e;
-  });
-  const base = server!.base;
-  const name = unique('cap');
-  await page.goto(`${base}/register?next=%2Fearn`);
-  await page.getByLabel('Email').fill(`${name}@example.com`);
-  await page.getByLabel('Username').fill(name);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await expect(page.getByRole('heading', { name: 'Earn coins' })).toBeVisible();
+  await signUpToEarn(page, server!.base, 'cap');
   await expect(page.getByText('of 1.')).toBeVisible();
   await page.getByRole('button', { name: 'Watch an ad' }).click();
   await expect(page.getByTestId('ad-result')).toHaveText(/^\+\d+ coins$/, { timeout: 15_000 });

@@ -43,3 +43,18 @@ export async function startServer(port: number, env: Record<string, string>) {
   stop();
   throw new Error(`the server on ${base} did not become ready`);
 }
+
+/** One of the loopback fakes (`tessera-fakes NAME ARGS…`), ready when it says so. */
+export async function startFake(name: string, args: string[]) {
+  const bin = process.env.TESSERA_FAKES_BIN ?? join(HERE, '..', '..', 'target', 'debug', 'tessera-fakes');
+  const child = spawn(bin, [name, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    let seen = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes('ready ')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`tessera-fakes ${name} exited (${code})`)));
+  });
+  return { stop: () => child.kill() };
+}

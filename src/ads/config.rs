@@ -12,6 +12,8 @@ use crate::config::{ConfigError, HumanDuration, Secret};
 pub const GOOGLE_KEYS_URL: &str = "https://www.gstatic.com/admob/reward/verifier-keys.json";
 /// Cloudflare Turnstile's siteverify endpoint.
 pub const TURNSTILE_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
+/// Where Google serves the IMA HTML5 SDK.
+const IMA_SDK: &str = "https://imasdk.googleapis.com/js/sdkloader/ima3.js";
 pub const TURNSTILE_SCRIPT: &str =
     "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit";
 
@@ -156,6 +158,16 @@ pub struct AdsConfig {
     /// Google IMA ad tag; GMA is offered only with one.
     #[arg(long, env = "AD_TAG_BASE", value_name = "AD_TAG_BASE")]
     pub ad_tag_base: Option<Url>,
+
+    /// Google's IMA HTML5 SDK, which the app loads to play the ad tag (its origin joins the
+    /// Content-Security-Policy when GMA is on).
+    #[arg(
+        long,
+        env = "IMA_SDK_URL",
+        value_name = "IMA_SDK_URL",
+        default_value = IMA_SDK
+    )]
+    pub ima_sdk_url: Url,
 
     /// Price floor passed in the ad tag's custom parameters.
     #[arg(long, env = "PRICE_FLOOR", value_name = "PRICE_FLOOR")]

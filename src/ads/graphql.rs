@@ -67,6 +67,9 @@ pub struct AdRewardStatus {
     turnstile_script_url: Option<String>,
     /// Whether prepare needs a client signature.
     client_signing_required: bool,
+    /// Google's IMA SDK, which plays the GMA ad tag; null when GMA is off or its tag is
+    /// the development player (an address to open, not an ad tag).
+    ima_sdk_url: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -244,6 +247,8 @@ impl AdsQuery {
                 .turnstile_enabled()
                 .then(|| ads.turnstile_script_url.to_string()),
             client_signing_required: ads.client_signing_secret.is_some(),
+            ima_sdk_url: (status.providers.contains(&Provider::Gma) && !state.ads.dev_tag)
+                .then(|| ads.ima_sdk_url.to_string()),
         })
     }
 }

@@ -115,7 +115,7 @@ pub fn content_security_policy(state: &AppState) -> String {
         && !state.ads.dev_tag
     {
         foreign(tag.as_str());
-        foreign("https://imasdk.googleapis.com/");
+        foreign(state.config.ads.ima_sdk_url.as_str());
     }
     if state.config.ads.turnstile_enabled() {
         // The widget's script and the frame it draws come from the same origin.

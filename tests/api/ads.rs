@@ -1553,3 +1553,66 @@ async fn two_accounts_on_one_device_share_its_cooldown_under_a_race() {
     assert_eq!(rewards(&app).await, 1);
     assert_sound(&app).await;
 }
+
+#[tokio::test]
+async fn an_ad_tag_played_to_the_end_is_credited_by_googles_callback() {
+    // Google's side on loopback: keys, the ad server answering the tag with VAST, and the
+    // callback it sends when the ad's `complete` pixel arrives.
+    let google = GoogleSsv::start("127.0.0.1:0").await.unwrap();
+    let unit = "/21775744923/tessera/rewarded";
+    let (keys, tag, sdk) = (
+        google.keys_url(),
+        google.ad_tag_base(unit),
+        google.ima_sdk_url(),
+    );
+    let app = builder()
+        .configure(move |c| {
+            c.ads.ads_ssv_keys_url = Some(keys.parse().unwrap());
+            c.ads.ad_tag_base = Some(tag.parse().unwrap());
+            c.ads.ima_sdk_url = sdk.parse().unwrap();
+            c.ads.ads_ssv_ad_units = vec![unit.to_owned()];
+        })
+        .spawn()
+        .await;
+    google.send_callbacks_to(&app.url("/ads/ssv"));
+    let ivy = app.register("ivy@example.com", "ivy").await;
+    let status = gql(&app, &ivy, "{ adRewardStatus { imaSdkUrl } }", json!({})).await;
+    assert_eq!(
+        status["data"]["adRewardStatus"]["imaSdkUrl"],
+        google.ima_sdk_url()
+    );
+
+    let body = prepare(&app, &ivy, "GMA", "earn").await;
+    let tag = body["data"]["prepareAdReward"]["adTagUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // What the IMA SDK does: fetch the tag, read the VAST, fire the pixels as it plays.
+    let vast = reqwest::get(&tag).await.unwrap().text().await.unwrap();
+    let pixel = |event: &str| {
+        let start = vast
+            .find(event)
+            .unwrap_or_else(|| panic!("{event} in {vast}"));
+        let rest = &vast[start..];
+        let open = rest.find("<![CDATA[").unwrap() + "<![CDATA[".len();
+        let close = rest.find("]]>").unwrap();
+        rest[open..close].to_owned()
+    };
+    let impression = pixel("<Impression>");
+    let complete = pixel(r#"<Tracking event="complete">"#);
+    assert_eq!(reqwest::get(&impression).await.unwrap().status(), 200);
+    assert_eq!(
+        balance(&app, &ivy).await,
+        0,
+        "an impression is not a reward"
+    );
+    assert_eq!(reqwest::get(&complete).await.unwrap().status(), 200);
+    assert_eq!(google.callbacks(), vec![200]);
+    assert_eq!(balance(&app, &ivy).await, 5);
+    // The same pixel again is another callback for the same nonce: nothing more.
+    assert_eq!(reqwest::get(&complete).await.unwrap().status(), 200);
+    assert_eq!(google.callbacks().len(), 2);
+    assert_eq!(balance(&app, &ivy).await, 5);
+    assert_eq!(rewards(&app).await, 1);
+    assert_sound(&app).await;
+}

@@ -18,9 +18,10 @@ type Documents = {
     "\n  mutation Logout {\n    logout\n  }\n": typeof types.LogoutDocument,
     "\n  query MySessions {\n    me {\n      id\n      email\n      emailVerified\n      sessions {\n        id\n        userAgent\n        ip\n        lastUsedAt\n        current\n      }\n    }\n  }\n": typeof types.MySessionsDocument,
     "\n  mutation RevokeSession($id: ID!) {\n    revokeSession(id: $id)\n  }\n": typeof types.RevokeSessionDocument,
-    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n": typeof types.AdStatusDocument,
+    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n      imaSdkUrl\n    }\n  }\n": typeof types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": typeof types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": typeof types.CompleteAdDocument,
+    "\n  subscription EarnWallet {\n    walletChanged {\n      balance\n    }\n  }\n": typeof types.EarnWalletDocument,
     "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n": typeof types.VerifyEmailDocument,
     "\n  mutation ResetPassword($token: String!, $password: String!) {\n    resetPassword(token: $token, newPassword: $password)\n  }\n": typeof types.ResetPasswordDocument,
     "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n": typeof types.PlansDocument,
@@ -53,9 +54,10 @@ const documents: Documents = {
     "\n  mutation Logout {\n    logout\n  }\n": types.LogoutDocument,
     "\n  query MySessions {\n    me {\n      id\n      email\n      emailVerified\n      sessions {\n        id\n        userAgent\n        ip\n        lastUsedAt\n        current\n      }\n    }\n  }\n": types.MySessionsDocument,
     "\n  mutation RevokeSession($id: ID!) {\n    revokeSession(id: $id)\n  }\n": types.RevokeSessionDocument,
-    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n": types.AdStatusDocument,
+    "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n      imaSdkUrl\n    }\n  }\n": types.AdStatusDocument,
     "\n  mutation PrepareAd($input: PrepareAdRewardInput!) {\n    prepareAdReward(input: $input) {\n      provider\n      nonce\n      ticket\n      requiredDurationSec\n      monetag {\n        zoneId\n        scriptUrl\n        ymid\n      }\n      adTagUrl\n    }\n  }\n": types.PrepareAdDocument,
     "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n": types.CompleteAdDocument,
+    "\n  subscription EarnWallet {\n    walletChanged {\n      balance\n    }\n  }\n": types.EarnWalletDocument,
     "\n  mutation VerifyEmail($token: String!) {\n    verifyEmail(token: $token) {\n      id\n      emailVerified\n    }\n  }\n": types.VerifyEmailDocument,
     "\n  mutation ResetPassword($token: String!, $password: String!) {\n    resetPassword(token: $token, newPassword: $password)\n  }\n": types.ResetPasswordDocument,
     "\n  query Plans {\n    billingConfigured\n    plans {\n      id\n      name\n      tier\n      description\n      priceCents\n      currency\n      interval\n      coinAllowance\n    }\n    me {\n      id\n      subscription {\n        id\n        status\n        active\n        cancelAtPeriodEnd\n        currentPeriodEnd\n        plan {\n          id\n          name\n        }\n      }\n      payments(first: 10) {\n        edges {\n          node {\n            id\n            amountCents\n            currency\n            coinAllowance\n            hostedInvoiceUrl\n            paidAt\n          }\n        }\n      }\n    }\n  }\n": types.PlansDocument,
@@ -117,7 +119,7 @@ export function graphql(source: "\n  mutation RevokeSession($id: ID!) {\n    rev
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n"): (typeof documents)["\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n    }\n  }\n"];
+export function graphql(source: "\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n      imaSdkUrl\n    }\n  }\n"): (typeof documents)["\n  query AdStatus {\n    adRewardStatus {\n      providers\n      defaultProvider\n      amount\n      requiredSeconds\n      cooldownSeconds\n      todayCount\n      dailyCap\n      placements\n      turnstileSiteKey\n      turnstileScriptUrl\n      clientSigningRequired\n      imaSdkUrl\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -126,6 +128,10 @@ export function graphql(source: "\n  mutation PrepareAd($input: PrepareAdRewardI
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n"): (typeof documents)["\n  mutation CompleteAd($input: CompleteAdRewardInput!) {\n    completeAdReward(input: $input) {\n      status\n      credited\n      balance\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription EarnWallet {\n    walletChanged {\n      balance\n    }\n  }\n"): (typeof documents)["\n  subscription EarnWallet {\n    walletChanged {\n      balance\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { useMutation, useQuery } from 'urql';
+import { useMutation, useQuery, useSubscription } from 'urql';
 import { Countdown, ProblemAlert } from '../components';
 import { describe, type Problem } from '../errors';
 import { coinAmount, coins } from '../format';
@@ -22,6 +22,7 @@ const STATUS = graphql(`
       turnstileSiteKey
       turnstileScriptUrl
       clientSigningRequired
+      imaSdkUrl
     }
   }
 `);
@@ -48,6 +49,14 @@ const COMPLETE = graphql(`
     completeAdReward(input: $input) {
       status
       credited
+      balance
+    }
+  }
+`);
+
+const WALLET = graphql(`
+  subscription EarnWallet {
+    walletChanged {
       balance
     }
   }
@@ -135,6 +144,88 @@ function Challenge({
   return <div ref={box} data-testid="turnstile" />;
 }
 
+/** The part of Google's IMA HTML5 SDK this page uses (`google.ima`). */
+interface ImaEvent {
+  getAdsManager?: (video: HTMLVideoElement) => ImaAdsManager;
+  getError?: () => { getMessage: () => string; getErrorCode: () => number };
+}
+interface ImaEmitter {
+  addEventListener: (type: string, listener: (event: ImaEvent) => void) => void;
+}
+interface ImaAdsManager extends ImaEmitter {
+  init: (width: number, height: number, mode: string) => void;
+  start: () => void;
+  destroy: () => void;
+}
+interface ImaSdk {
+  AdDisplayContainer: new (container: HTMLElement, video: HTMLVideoElement) => { initialize: () => void; destroy: () => void };
+  AdsLoader: new (display: unknown) => ImaEmitter & { requestAds: (request: unknown) => void; destroy: () => void };
+  AdsRequest: new () => { adTagUrl: string; linearAdSlotWidth: number; linearAdSlotHeight: number };
+  AdsManagerLoadedEvent: { Type: { ADS_MANAGER_LOADED: string } };
+  AdEvent: { Type: { ALL_ADS_COMPLETED: string } };
+  AdErrorEvent: { Type: { AD_ERROR: string } };
+  ViewMode: { NORMAL: string };
+}
+
+const imaSdk = () => (window as unknown as { google?: { ima?: ImaSdk } }).google?.ima;
+
+/**
+ * Plays a GMA ad tag with Google's IMA SDK (loaded from `sdkUrl` when first needed). The
+ * reward does not come from here: once the ad has played, Google's server calls ours back
+ * (SSV), and the wallet moves by itself.
+ */
+function ImaAd({ sdkUrl, adTagUrl, onEnd }: { sdkUrl: string; adTagUrl: string; onEnd: (error?: string) => void }) {
+  const box = useRef<HTMLDivElement>(null);
+  const video = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    let gone = false;
+    let cleanup = () => {};
+    const end = (error?: string) => {
+      if (!gone) onEnd(error);
+    };
+    loadScript(sdkUrl)
+      .then(() => {
+        const ima = imaSdk();
+        if (gone || !box.current || !video.current) return;
+        if (!ima) throw new Error('no IMA SDK');
+        const display = new ima.AdDisplayContainer(box.current, video.current);
+        display.initialize();
+        const loader = new ima.AdsLoader(display);
+        let manager: ImaAdsManager | null = null;
+        cleanup = () => {
+          manager?.destroy();
+          loader.destroy();
+          display.destroy();
+        };
+        const failed = (event: ImaEvent) => end(event.getError?.().getMessage() ?? 'the ad failed');
+        loader.addEventListener(ima.AdErrorEvent.Type.AD_ERROR, failed);
+        loader.addEventListener(ima.AdsManagerLoadedEvent.Type.ADS_MANAGER_LOADED, (event) => {
+          if (!event.getAdsManager || !video.current) return;
+          manager = event.getAdsManager(video.current);
+          manager.addEventListener(ima.AdErrorEvent.Type.AD_ERROR, failed);
+          manager.addEventListener(ima.AdEvent.Type.ALL_ADS_COMPLETED, () => end());
+          manager.init(640, 360, ima.ViewMode.NORMAL);
+          manager.start();
+        });
+        const request = new ima.AdsRequest();
+        request.adTagUrl = adTagUrl;
+        request.linearAdSlotWidth = 640;
+        request.linearAdSlotHeight = 360;
+        loader.requestAds(request);
+      })
+      .catch(() => end('the ad player could not be loaded'));
+    return () => {
+      gone = true;
+      cleanup();
+    };
+  }, [sdkUrl, adTagUrl, onEnd]);
+  return (
+    <div className="player ima" ref={box} role="region" aria-label="Video ad">
+      <video ref={video} playsInline muted />
+    </div>
+  );
+}
+
 /** Seconds the page was visible since `start()`; hidden time does not count. */
 function useVisibleSeconds() {
   const [seconds, setSeconds] = useState(0);
@@ -163,6 +254,8 @@ export function EarnPage() {
   const [problem, setProblem] = useState<Problem | undefined>();
   const [message, setMessage] = useState<string>('');
   const [player, setPlayer] = useState<string | null>(null);
+  // A GMA ad tag that the IMA SDK is playing.
+  const [imaTag, setImaTag] = useState<string | null>(null);
   const lastTicket = useRef<string | null>(null);
   const { viewer } = useSession();
   // A solved Turnstile challenge, when the server asks for one; spent by each prepare.
@@ -179,6 +272,25 @@ export function EarnPage() {
     window.addEventListener('message', ended);
     return () => window.removeEventListener('message', ended);
   }, [refresh]);
+  // A reward that lands by itself (Google's callback after a video ad) moves the wallet:
+  // count it here too.
+  const [wallet] = useSubscription({ query: WALLET });
+  useEffect(() => {
+    if (wallet.data) refresh({ requestPolicy: 'network-only' });
+  }, [wallet.data, refresh]);
+  const imaEnded = useCallback(
+    (error?: string) => {
+      setImaTag(null);
+      if (error) {
+        setMessage('');
+        setProblem({ message: 'The video ad could not be shown. Try again later.', code: 'AD' });
+      } else {
+        setMessage('The ad has played.');
+      }
+      refresh({ requestPolicy: 'network-only' });
+    },
+    [refresh],
+  );
   const status = data?.adRewardStatus;
   const required = status?.requiredSeconds ?? 0;
   const reload = useCallback(() => refresh({ requestPolicy: 'network-only' }), [refresh]);
@@ -207,8 +319,10 @@ export function EarnPage() {
     }
     lastTicket.current = ticket.ticket;
     if (provider === 'GMA') {
-      // The ad tag's player reports to the ad network, whose server calls ours back.
-      setPlayer(ticket.adTagUrl ?? null);
+      // The ad tag's player reports to the ad network, whose server calls ours back: the
+      // IMA SDK for a real tag, the development player's page for the dev fakes' tag.
+      if (status?.imaSdkUrl) setImaTag(ticket.adTagUrl ?? null);
+      else setPlayer(ticket.adTagUrl ?? null);
       setMessage('The reward arrives once the ad has played.');
       return;
     }
@@ -289,6 +403,7 @@ export function EarnPage() {
               disabled={
                 phase !== 'idle' ||
                 player !== null ||
+                imaTag !== null ||
                 capped ||
                 unsigned ||
                 status.cooldownSeconds > 0 ||
@@ -312,6 +427,7 @@ export function EarnPage() {
         )}
         <ProblemAlert problem={problem} onRetry={reload} />
         {player && <iframe title="Video ad" src={player} className="player" />}
+        {imaTag && status.imaSdkUrl && <ImaAd sdkUrl={status.imaSdkUrl} adTagUrl={imaTag} onEnd={imaEnded} />}
       </div>
     </section>
   );

@@ -1,6 +1,14 @@
 //! The ad-stack third parties: Cloudflare Turnstile's siteverify, Google's SSV key server
-//! (with a signer that makes callbacks as Google does, and key rotation), and a Monetag
-//! postback sender.
+//! (with a signer that makes callbacks as Google does, and key rotation), Google's ad
+//! server and IMA SDK for rewarded video, and a Monetag postback sender.
+//!
+//! The Google fake serves, besides the keys: the IMA SDK stand-in (`ima3.js`, see that
+//! file) at `/js/sdkloader/ima3.js`; an ad tag at `/gampad/ads?iu=UNIT&cust_params=…`
+//! answering VAST with one linear ad (empty VAST without `uid` and `nonce` in
+//! `cust_params`); and the ad's tracking pixels. When the ad's `complete` pixel arrives,
+//! it sends the rewarded-ad callback to the SSV URL it was given, signed as Google signs
+//! (`user_id` = `uid`, `custom_data` = `nonce`, `ad_unit` = `iu`). `POST
+//! /_control/unfilled` makes the next ad request find no ad (empty VAST).
 //!
 //! Turnstile answers by token: `pass…` passes once (a second verification of the same
 //! token with another idempotency key is `timeout-or-duplicate`, as tokens are single-use),
@@ -28,7 +36,7 @@ use p256::{
 };
 use poem::{
     EndpointExt, Response, Route, Server, handler,
-    web::{Data, Form},
+    web::{Data, Form, Query},
 };
 use tokio::task::JoinHandle;
 
@@ -206,6 +214,15 @@ struct KeyState {
     keys: Mutex<Vec<(u64, SigningKey)>>,
     next_id: AtomicUsize,
     fetches: AtomicUsize,
+    /// Where rewarded-ad callbacks go when an ad completes (the server's `/ads/ssv`).
+    ssv_url: Mutex<Option<String>>,
+    /// The VAST duration of the ads served.
+    ad_seconds: u32,
+    /// Callbacks sent, and how the server answered each (status).
+    callbacks: Mutex<Vec<u16>>,
+    /// Ad requests still to answer with an empty VAST (an unfilled slot).
+    unfilled: AtomicUsize,
+    base: String,
 }
 
 /// Google's SSV verifier-key server, and the signer of callbacks with those keys.
@@ -234,8 +251,159 @@ async fn verifier_keys(Data(state): Data<&Arc<KeyState>>) -> Response {
         .body(serde_json::json!({ "keys": keys }).to_string())
 }
 
+/// Lets any page read the answer (the ad server answers the SDK's cross-origin fetch).
+fn cors(builder: poem::ResponseBuilder) -> poem::ResponseBuilder {
+    builder.header("access-control-allow-origin", "*")
+}
+
+#[handler]
+fn ima_sdk() -> Response {
+    Response::builder()
+        .content_type("application/javascript")
+        .body(include_str!("ima3.js"))
+}
+
+#[derive(serde::Deserialize)]
+struct AdTag {
+    #[serde(default)]
+    iu: String,
+    #[serde(default)]
+    cust_params: String,
+}
+
+/// `GET /gampad/ads`: one linear rewarded ad in VAST 3, its pixels carrying what the
+/// callback needs.
+#[handler]
+fn ad_tag(Query(tag): Query<AdTag>, Data(state): Data<&Arc<KeyState>>) -> Response {
+    let cust: HashMap<String, String> = url::form_urlencoded::parse(tag.cust_params.as_bytes())
+        .into_owned()
+        .collect();
+    let unfilled = state
+        .unfilled
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let body = match (cust.get("uid"), cust.get("nonce")) {
+        (Some(uid), Some(nonce)) if !tag.iu.is_empty() && !unfilled => {
+            let pixel = |what: &str| {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("iu", &tag.iu)
+                    .append_pair("uid", uid)
+                    .append_pair("nonce", nonce);
+                format!("{}/pagead/{what}?{}", state.base, q.finish())
+            };
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<VAST version="3.0">
+  <Ad id="tessera-fakes-1">
+    <InLine>
+      <AdSystem>tessera-fakes</AdSystem>
+      <AdTitle>Rewarded test ad</AdTitle>
+      <Impression><![CDATA[{impression}]]></Impression>
+      <Creatives>
+        <Creative>
+          <Linear>
+            <Duration>00:00:{seconds:02}</Duration>
+            <TrackingEvents>
+              <Tracking event="complete"><![CDATA[{complete}]]></Tracking>
+            </TrackingEvents>
+            <MediaFiles>
+              <MediaFile delivery="progressive" type="video/mp4" width="640" height="360"><![CDATA[{base}/pagead/ad.mp4]]></MediaFile>
+            </MediaFiles>
+          </Linear>
+        </Creative>
+      </Creatives>
+    </InLine>
+  </Ad>
+</VAST>
+"#,
+                impression = pixel("impression"),
+                complete = pixel("complete"),
+                base = state.base,
+                seconds = state.ad_seconds.min(59),
+            )
+        }
+        _ => r#"<?xml version="1.0" encoding="UTF-8"?><VAST version="3.0"/>"#.to_owned(),
+    };
+    cors(Response::builder())
+        .content_type("text/xml")
+        .body(body)
+}
+
+/// A 1×1 transparent GIF, as tracking pixels answer.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+fn pixel_response() -> Response {
+    cors(Response::builder())
+        .content_type("image/gif")
+        .body(PIXEL)
+}
+
+/// `POST /_control/unfilled`: the next ad request gets no ad.
+#[handler]
+fn control_unfilled(Data(state): Data<&Arc<KeyState>>) -> &'static str {
+    state.unfilled.fetch_add(1, Ordering::SeqCst);
+    "ok"
+}
+
+#[handler]
+fn impression() -> Response {
+    pixel_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Completed {
+    iu: String,
+    uid: String,
+    nonce: String,
+}
+
+/// The ad played to the end: the reward callback goes to the publisher's SSV URL.
+#[handler]
+async fn complete(Query(done): Query<Completed>, Data(state): Data<&Arc<KeyState>>) -> Response {
+    let ssv = lock(&state.ssv_url).clone();
+    if let Some(ssv) = ssv {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+            .to_string();
+        let transaction = format!("{:032x}", rand::random::<u128>());
+        let query = {
+            let keys = lock(&state.keys);
+            let (id, key) = keys.last().expect("a key");
+            let mut params = google_params(&done.nonce, &done.uid, &transaction, &now);
+            for p in &mut params {
+                if p.0 == "ad_unit" {
+                    p.1 = &done.iu;
+                }
+            }
+            sign_callback(key, *id, &params)
+        };
+        let separator = if ssv.contains('?') { '&' } else { '?' };
+        let status = match reqwest::get(format!("{ssv}{separator}{query}")).await {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        };
+        lock(&state.callbacks).push(status);
+    }
+    pixel_response()
+}
+
 impl GoogleSsv {
     pub async fn start(addr: &str) -> std::io::Result<GoogleSsv> {
+        Self::start_with(addr, None, 1).await
+    }
+
+    /// With the ad server's callbacks going to `ssv_url`, for ads lasting `ad_seconds`.
+    pub async fn start_with(
+        addr: &str,
+        ssv_url: Option<String>,
+        ad_seconds: u32,
+    ) -> std::io::Result<GoogleSsv> {
         let (acceptor, addr) = crate::bind_http(addr).await?;
         let state = Arc::new(KeyState {
             keys: Mutex::new(vec![(
@@ -244,9 +412,19 @@ impl GoogleSsv {
             )]),
             next_id: AtomicUsize::new(3_335_741_210),
             fetches: AtomicUsize::new(0),
+            ssv_url: Mutex::new(ssv_url),
+            ad_seconds: ad_seconds.max(1),
+            callbacks: Mutex::default(),
+            unfilled: AtomicUsize::new(0),
+            base: format!("http://{addr}"),
         });
         let routes = Route::new()
             .at("/admob/reward/verifier-keys.json", poem::get(verifier_keys))
+            .at("/js/sdkloader/ima3.js", poem::get(ima_sdk))
+            .at("/gampad/ads", poem::get(ad_tag))
+            .at("/pagead/impression", poem::get(impression))
+            .at("/pagead/complete", poem::get(complete))
+            .at("/_control/unfilled", poem::post(control_unfilled))
             .data(Arc::clone(&state));
         let task = tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor).run(routes).await;
@@ -257,6 +435,33 @@ impl GoogleSsv {
     /// ADS_SSV_KEYS_URL.
     pub fn keys_url(&self) -> String {
         format!("http://{}/admob/reward/verifier-keys.json", self.addr)
+    }
+
+    /// The IMA SDK stand-in (IMA_SDK_URL).
+    pub fn ima_sdk_url(&self) -> String {
+        format!("http://{}/js/sdkloader/ima3.js", self.addr)
+    }
+
+    /// An ad tag base (AD_TAG_BASE) for the ad unit `unit`.
+    pub fn ad_tag_base(&self, unit: &str) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("iu", unit)
+            .append_pair("sz", "640x360")
+            .append_pair("output", "vast")
+            .append_pair("env", "vp")
+            .append_pair("gdfp_req", "1")
+            .append_pair("unviewed_position_start", "1");
+        format!("http://{}/gampad/ads?{}", self.addr, q.finish())
+    }
+
+    /// Sends the callbacks of completed ads to `url` from now on.
+    pub fn send_callbacks_to(&self, url: &str) {
+        *lock(&self.state.ssv_url) = Some(url.to_owned());
+    }
+
+    /// The server's answers to the callbacks sent after completed ads (HTTP statuses).
+    pub fn callbacks(&self) -> Vec<u16> {
+        lock(&self.state.callbacks).clone()
     }
 
     /// How many times the keys were fetched.

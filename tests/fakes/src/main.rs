@@ -8,7 +8,9 @@
 //!   consent screen approves as, `POST /_control/deny` refuses the next one.
 //! - `turnstile --secret SECRET [--hostname HOST]`: Turnstile's siteverify and a stand-in
 //!   for its widget script, `/turnstile/v0/api.js` (see `ads.rs`)
-//! - `google-ssv`: Google's SSV verifier-key server
+//! - `google-ssv [--ssv-url URL] [--ad-seconds N]`: Google's SSV verifier-key server, ad
+//!   server (VAST at `/gampad/ads`) and IMA SDK stand-in (`/js/sdkloader/ima3.js`); a
+//!   completed ad's reward callback goes to the URL (see `ads.rs`)
 //! - `stripe [--webhook-url URL] [--webhook-secret SECRET]…`: Stripe's API (see `stripe.rs`),
 //!   posting signed events to the URL (one `v1` per secret); `POST /_control/…` drives the
 //!   subscription life cycle.
@@ -18,7 +20,8 @@ use std::process::ExitCode;
 use tessera_fakes::oauth::{Flavor, OAuthFake};
 
 const USAGE: &str = "usage: tessera-fakes smtp [--listen 127.0.0.1:PORT] [--inbox 127.0.0.1:PORT]
-       tessera-fakes upstream|google-ssv [--listen 127.0.0.1:PORT]
+       tessera-fakes upstream [--listen 127.0.0.1:PORT]
+       tessera-fakes google-ssv [--listen 127.0.0.1:PORT] [--ssv-url URL] [--ad-seconds N]
        tessera-fakes stripe [--listen 127.0.0.1:PORT] [--webhook-url URL] [--webhook-secret SECRET]...
        tessera-fakes turnstile [--listen 127.0.0.1:PORT] --secret SECRET [--hostname HOST]
        tessera-fakes google|discord|github [--listen 127.0.0.1:PORT] --client-id ID --client-secret SECRET";
@@ -82,7 +85,11 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if name == "google-ssv" {
-        let fake = match tessera_fakes::ads::GoogleSsv::start(listen).await {
+        let ssv_url = option(&args, "--ssv-url").map(str::to_owned);
+        let seconds = option(&args, "--ad-seconds")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let fake = match tessera_fakes::ads::GoogleSsv::start_with(listen, ssv_url, seconds).await {
             Ok(fake) => fake,
             Err(e) => return cannot_listen(listen, e),
         };
