@@ -177,11 +177,17 @@ const imaSdk = () => (window as unknown as { google?: { ima?: ImaSdk } }).google
 function ImaAd({ sdkUrl, adTagUrl, onEnd }: { sdkUrl: string; adTagUrl: string; onEnd: (error?: string) => void }) {
   const box = useRef<HTMLDivElement>(null);
   const video = useRef<HTMLVideoElement>(null);
+  // The latest callback, read when the ad ends: a new one from the parent must not restart
+  // the ad.
+  const ended = useRef(onEnd);
+  useEffect(() => {
+    ended.current = onEnd;
+  }, [onEnd]);
   useEffect(() => {
     let gone = false;
     let cleanup = () => {};
     const end = (error?: string) => {
-      if (!gone) onEnd(error);
+      if (!gone) ended.current(error);
     };
     loadScript(sdkUrl)
       .then(() => {
@@ -218,7 +224,7 @@ function ImaAd({ sdkUrl, adTagUrl, onEnd }: { sdkUrl: string; adTagUrl: string; 
       gone = true;
       cleanup();
     };
-  }, [sdkUrl, adTagUrl, onEnd]);
+  }, [sdkUrl, adTagUrl]);
   return (
     <div className="player ima" ref={box} role="region" aria-label="Video ad">
       <video ref={video} playsInline muted />
