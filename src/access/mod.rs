@@ -57,24 +57,38 @@ pub struct AccessState {
     pub public_url: url::Url,
 }
 
-/// The TLS client settings for a `wss://` upstream: the web's usual roots and every
-/// certificate in `extra_ca` (PEM), HTTP/1.1 (a WebSocket upgrade needs it).
-fn upstream_tls(extra_ca: Option<&[u8]>) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+/// The certificates of `ACCESS_PROXY_UPSTREAM_CA_FILE` (PEM), read and checked once for
+/// both upstream clients.
+fn extra_ca(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let pem = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read ACCESS_PROXY_UPSTREAM_CA_FILE {}: {e}",
+            path.display()
+        )
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow::anyhow!("ACCESS_PROXY_UPSTREAM_CA_FILE is not PEM certificates: {e}")
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!("ACCESS_PROXY_UPSTREAM_CA_FILE holds no certificate");
+    }
+    Ok(certs)
+}
+
+/// The TLS client settings for a `wss://` upstream: the web's usual roots and `extra_ca`,
+/// HTTP/1.1 (a WebSocket upgrade needs it).
+fn upstream_tls(
+    extra_ca: &[rustls::pki_types::CertificateDer<'static>],
+) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = extra_ca {
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| {
-                anyhow::anyhow!("ACCESS_PROXY_UPSTREAM_CA_FILE is not PEM certificates: {e}")
-            })?;
-            roots.add(cert)?;
-            added += 1;
-        }
-        if added == 0 {
-            anyhow::bail!("ACCESS_PROXY_UPSTREAM_CA_FILE holds no certificate");
-        }
+    for cert in extra_ca {
+        roots.add(cert.clone())?;
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -93,16 +107,11 @@ impl AccessState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let access = &config.access;
         let extra_ca = match &access.access_proxy_upstream_ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read ACCESS_PROXY_UPSTREAM_CA_FILE {}: {e}",
-                    path.display()
-                )
-            })?),
-            None => None,
+            Some(path) => extra_ca(path)?,
+            None => Vec::new(),
         };
         let upstream_tls = match &access.access_proxy_upstream {
-            Some(url) if url.scheme() == "https" => Some(upstream_tls(extra_ca.as_deref())?),
+            Some(url) if url.scheme() == "https" => Some(upstream_tls(&extra_ca)?),
             _ => None,
         };
         let client = match &access.access_proxy_upstream {
@@ -113,10 +122,8 @@ impl AccessState {
                     .pool_idle_timeout(std::time::Duration::from_secs(60))
                     .tcp_nodelay(true)
                     .no_proxy();
-                if let Some(pem) = &extra_ca {
-                    for cert in reqwest::Certificate::from_pem_bundle(pem)? {
-                        builder = builder.add_root_certificate(cert);
-                    }
+                for cert in &extra_ca {
+                    builder = builder.add_root_certificate(reqwest::Certificate::from_der(cert)?);
                 }
                 Some(builder.build()?)
             }

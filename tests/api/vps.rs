@@ -572,27 +572,6 @@ async fn a_subscriber_on_one_instance_sees_what_a_worker_posts_to_another() {
     assert_sound(&m.app).await;
 }
 
-/// Signs and posts one step report as a worker would, with the given parts.
-async fn raw(
-    app: &TestApp,
-    key_id: Option<&str>,
-    secret: &str,
-    timestamp: i64,
-    nonce: &str,
-    body: &str,
-) -> (u16, Value) {
-    raw_to(
-        app,
-        "/workers/events",
-        key_id,
-        secret,
-        timestamp,
-        nonce,
-        body,
-    )
-    .await
-}
-
 /// Signs and posts `body` to `path` as a worker would, with the given parts.
 async fn raw_to(
     app: &TestApp,
@@ -728,7 +707,8 @@ async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
         ),
     ];
     for (key, secret, ts, reason) in refusals {
-        let (status, body) = raw(&m.app, key, secret, ts, NONCE, &event).await;
+        let (status, body) =
+            raw_to(&m.app, "/workers/events", key, secret, ts, NONCE, &event).await;
         assert_eq!(
             (status, body["error"].as_str().unwrap()),
             (401, reason),
@@ -759,8 +739,9 @@ async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
         .unwrap();
     assert_eq!(response.status(), 401);
     // A nonce too short to be one.
-    let (status, body) = raw(
+    let (status, body) = raw_to(
         &m.app,
+        "/workers/events",
         Some(&creds.key_id),
         &creds.secret,
         now(),
@@ -776,8 +757,9 @@ async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
 
     // Signed once: applied. The very same request again: a replay.
     let ts = now();
-    let (status, body) = raw(
+    let (status, body) = raw_to(
         &m.app,
+        "/workers/events",
         Some(&creds.key_id),
         &creds.secret,
         ts,
@@ -788,8 +770,9 @@ async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["applied"], true);
     assert_eq!(body["seq"], before.0 + 1);
-    let (status, body) = raw(
+    let (status, body) = raw_to(
         &m.app,
+        "/workers/events",
         Some(&creds.key_id),
         &creds.secret,
         ts,
