@@ -7,6 +7,11 @@ use url::Url;
 
 use crate::config::{ConfigError, HumanDuration, Secret};
 
+#[cfg(not(debug_assertions))]
+const CHECK_TIME: &str = "1ms";
+#[cfg(debug_assertions)]
+const CHECK_TIME: &str = "25ms";
+
 #[derive(Debug, Clone, Args)]
 pub struct AccessConfig {
     /// Durations on offer and their prices in coins, `HOURS:PRICE` comma-separated.
@@ -36,6 +41,17 @@ pub struct AccessConfig {
         default_value_t = 20
     )]
     pub access_token_max_active: u32,
+
+    /// Time budget of one token's checks (P20); a request whose checks run longer is
+    /// answered 503 `busy`. Optimized builds get 1 ms; unoptimized ones (tests,
+    /// `cargo run`) run the same rules many times slower and get 25 ms.
+    #[arg(
+        long,
+        env = "ACCESS_TOKEN_CHECK_TIME",
+        value_name = "ACCESS_TOKEN_CHECK_TIME",
+        default_value = CHECK_TIME
+    )]
+    pub access_token_check_time: HumanDuration,
 
     /// Where the proxy forwards (`http://…` or `https://…`). Unset: the proxy is off.
     #[arg(

@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod proxy;
 pub mod service;
 pub mod tokens;
+pub mod upstream;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -48,11 +49,9 @@ pub struct AccessState {
     touched: Mutex<HashSet<Uuid>>,
     sockets: Mutex<HashMap<Uuid, Vec<OpenSocket>>>,
     next_socket: std::sync::atomic::AtomicU64,
-    /// HTTP client for the upstream (no redirects followed, no pooling limits).
-    pub client: Option<reqwest::Client>,
-    /// TLS for WebSockets to an `https://` upstream (`wss://`): Mozilla's roots plus
-    /// `ACCESS_PROXY_UPSTREAM_CA_FILE`, the same trust as the HTTP client's.
-    pub upstream_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The upstream's address, trust and idle connections, for pages and WebSockets;
+    /// `None` until `ACCESS_PROXY_UPSTREAM` is set.
+    pub client: Option<upstream::UpstreamClient>,
     /// PUBLIC_URL (or the derived one), parsed once for the hot path.
     pub public_url: url::Url,
 }
@@ -80,8 +79,8 @@ fn extra_ca(
     Ok(certs)
 }
 
-/// The TLS client settings for a `wss://` upstream: the web's usual roots and `extra_ca`,
-/// HTTP/1.1 (a WebSocket upgrade needs it).
+/// The TLS client settings for an `https://` upstream: the web's usual roots and
+/// `extra_ca`, HTTP/1.1 (the proxy speaks it, and a WebSocket upgrade needs it).
 fn upstream_tls(
     extra_ca: &[rustls::pki_types::CertificateDer<'static>],
 ) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
@@ -110,22 +109,17 @@ impl AccessState {
             Some(path) => extra_ca(path)?,
             None => Vec::new(),
         };
-        let upstream_tls = match &access.access_proxy_upstream {
-            Some(url) if url.scheme() == "https" => Some(upstream_tls(&extra_ca)?),
-            _ => None,
-        };
         let client = match &access.access_proxy_upstream {
-            Some(_) => {
-                let mut builder = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(access.access_proxy_connect_timeout.0)
-                    .pool_idle_timeout(std::time::Duration::from_secs(60))
-                    .tcp_nodelay(true)
-                    .no_proxy();
-                for cert in &extra_ca {
-                    builder = builder.add_root_certificate(reqwest::Certificate::from_der(cert)?);
-                }
-                Some(builder.build()?)
+            Some(url) => {
+                let tls = match url.scheme() {
+                    "https" => Some(upstream_tls(&extra_ca)?),
+                    _ => None,
+                };
+                Some(upstream::UpstreamClient::new(
+                    url,
+                    tls,
+                    access.access_proxy_connect_timeout.0,
+                )?)
             }
             None => None,
         };
@@ -137,7 +131,6 @@ impl AccessState {
             sockets: Mutex::default(),
             next_socket: std::sync::atomic::AtomicU64::new(1),
             client,
-            upstream_tls,
             public_url: config.public_url(),
         })
     }

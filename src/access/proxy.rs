@@ -10,12 +10,17 @@
 
 use std::{
     net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
+use http_body_util::combinators::BoxBody;
 use poem::{
     Body, Endpoint, FromRequest, IntoResponse, Request, Response,
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
@@ -31,6 +36,7 @@ use uuid::Uuid;
 use super::{
     CloseReason, service,
     tokens::{Refusal, RequestFacts, Verified},
+    upstream::{self, SendError, UpstreamIo},
 };
 use crate::{
     app::AppState,
@@ -549,20 +555,17 @@ fn rewrite_response_headers(state: &AppState, headers: &mut HeaderMap, host_mode
     }
 }
 
-fn upstream_url(state: &AppState, path: &str, query: Option<&str>, websocket: bool) -> String {
+/// The upstream's `ws://` or `wss://` URL for `path` and `query`.
+fn upstream_ws_url(state: &AppState, path: &str, query: Option<&str>) -> String {
     let base = state
         .config
         .access
         .access_proxy_upstream
         .as_ref()
         .map(|u| u.as_str().trim_end_matches('/').to_owned())
-        .unwrap_or_default();
-    let base = if websocket {
-        base.replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1)
-    } else {
-        base
-    };
+        .unwrap_or_default()
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
     match query {
         Some(q) => format!("{base}{path}?{q}"),
         None => format!("{base}{path}"),
@@ -702,62 +705,71 @@ async fn proxy_http(
         .client
         .as_ref()
         .expect("admitted only when configured");
-    let url = upstream_url(state, path, upstream_query(req).as_deref(), false);
-    let headers = forward_headers(state, req, &admitted, path, host_mode);
-    let mut request = client.request(req.method().clone(), &url).headers(headers);
+    let target = client.target(path, upstream_query(req).as_deref());
+    let Some(uri) = upstream::origin_form(&target) else {
+        state.metrics.record_proxy("http", "bad_path");
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the path cannot be forwarded",
+        );
+    };
     let has_body =
         declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
-    if has_body {
+    let over_limit = Arc::new(AtomicBool::new(false));
+    let request_body = if has_body {
         let mut seen = 0u64;
-        let limited = body.into_bytes_stream().map(move |chunk| {
+        let flag = Arc::clone(&over_limit);
+        upstream::streamed(body.into_bytes_stream().map(move |chunk| {
             let chunk = chunk?;
             seen += chunk.len() as u64;
             if seen > max {
+                flag.store(true, Ordering::Relaxed);
                 return Err(std::io::Error::other("request body over the limit"));
             }
             Ok::<Bytes, std::io::Error>(chunk)
-        });
-        request = request.body(reqwest::Body::wrap_stream(limited));
-    }
-    let sent = tokio::time::timeout(config.access_proxy_response_timeout.0, request.send()).await;
+        }))
+    } else {
+        upstream::empty()
+    };
+    let mut request = hyper::Request::new(request_body);
+    *request.method_mut() = req.method().clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = forward_headers(state, req, &admitted, path, host_mode);
+    let sent = client
+        .send(request, config.access_proxy_response_timeout.0, &over_limit)
+        .await;
     let response = match sent {
-        Err(_) => {
-            state.metrics.record_proxy("http", "upstream_timeout");
-            return refusal(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-            );
-        }
-        Ok(Err(e)) => {
-            let (status, reason, message) = if e.is_timeout() {
-                (
+        Ok(response) => response,
+        Err(e) => {
+            let (status, reason, message) = match &e {
+                SendError::Timeout => (
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
                     "the upstream did not answer in time",
-                )
-            } else if e.is_body() || e.is_request() && !e.is_connect() {
-                (
+                ),
+                SendError::BodyTooLarge => (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "the request body was refused",
-                )
-            } else {
-                (
+                ),
+                SendError::Failed(_) => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_unreachable",
                     "the upstream cannot be reached",
-                )
+                ),
             };
-            tracing::warn!(error = %e.without_url(), "proxied request failed");
+            if let SendError::Failed(why) = &e {
+                tracing::warn!(error = %why, "proxied request failed");
+            }
             state.metrics.record_proxy("http", reason);
             return refusal(status, reason, message);
         }
-        Ok(Ok(response)) => response,
     };
     state.metrics.record_proxy("http", "proxied");
-    let status = response.status();
-    let mut headers = response.headers().clone();
+    let (head, upstream_body) = response.into_parts();
+    let status = head.status;
+    let mut headers = head.headers;
     rewrite_response_headers(state, &mut headers, host_mode);
     let idle = config.access_proxy_idle_timeout.0;
     let rewriter =
@@ -774,28 +786,13 @@ async fn proxy_http(
             );
             Rewriter::new(&from, &to)
         });
-    let upstream = response.bytes_stream();
-    // Each chunk must come within the idle timeout; an error ends the body.
-    let chunks = futures_util::stream::unfold(Some(upstream), move |upstream| async move {
-        let mut upstream = upstream?;
-        match tokio::time::timeout(idle, upstream.next()).await {
-            Err(_) => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "upstream body idle too long",
-                )),
-                None,
-            )),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
-            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(upstream))),
-        }
-    });
+    let upstream_body = upstream_body.with_idle_timeout(idle);
     let body = match rewriter {
-        None => Body::from_bytes_stream(chunks),
+        None => Body::from(BoxBody::new(upstream_body)),
         Some(rewriter) => {
+            let chunks = http_body_util::BodyDataStream::new(upstream_body);
             let rewritten = futures_util::stream::unfold(
-                (Box::pin(chunks), Some(rewriter)),
+                (chunks, Some(rewriter)),
                 |(mut chunks, rewriter)| async move {
                     let mut rewriter = rewriter?;
                     match chunks.next().await {
@@ -845,7 +842,7 @@ async fn proxy_websocket(
         token_id,
         socket_id,
     };
-    let url = upstream_url(state, path, upstream_query(req).as_deref(), true);
+    let url = upstream_ws_url(state, path, upstream_query(req).as_deref());
     let mut upstream_request = match url.as_str().into_client_request() {
         Ok(r) => r,
         Err(_) => {
@@ -915,10 +912,6 @@ async fn proxy_websocket(
     .into_response()
 }
 
-/// The byte stream under an upstream WebSocket: plain TCP or TLS over it.
-trait UpstreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync> UpstreamIo for T {}
-
 type UpstreamSocket = tokio_tungstenite::WebSocketStream<Box<dyn UpstreamIo>>;
 
 enum WsConnectError {
@@ -926,51 +919,27 @@ enum WsConnectError {
     Failed(String),
 }
 
-/// Opens the upstream WebSocket: TCP within the connect timeout, then TLS for `wss://`
-/// (the upstream's trust, see [`super::AccessState::upstream_tls`]) and the upgrade within
-/// the response timeout.
+/// Opens the upstream WebSocket: a connection from the upstream client (TCP within the
+/// connect timeout, then TLS for `wss://`), and the upgrade within the response timeout.
 async fn connect_upstream_ws(
     state: &AppState,
     request: tungstenite::handshake::client::Request,
 ) -> Result<(UpstreamSocket, tungstenite::handshake::client::Response), WsConnectError> {
     let config = &state.config.access;
-    let failed = |e: &dyn std::fmt::Display| WsConnectError::Failed(e.to_string());
-    let uri = request.uri();
-    let secure = uri.scheme_str() == Some("wss");
-    let host = uri
-        .host()
-        .ok_or_else(|| failed(&"the upstream URL has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = tokio::time::timeout(
-        config.access_proxy_connect_timeout.0,
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| WsConnectError::Timeout)?
-    .map_err(|e| failed(&e))?;
-    let _ = tcp.set_nodelay(true);
+    let client = state
+        .access
+        .client
+        .as_ref()
+        .ok_or_else(|| WsConnectError::Failed("no upstream".into()))?;
     let handshake = async {
-        let io: Box<dyn UpstreamIo> = if secure {
-            let tls = state
-                .access
-                .upstream_tls
-                .clone()
-                .ok_or_else(|| failed(&"no TLS settings for a wss:// upstream"))?;
-            let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| failed(&e))?;
-            let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| failed(&e))?;
-            Box::new(stream)
-        } else {
-            Box::new(tcp)
-        };
+        let io = client.connect_io().await.map_err(|e| match e {
+            SendError::Timeout => WsConnectError::Timeout,
+            SendError::Failed(why) => WsConnectError::Failed(why),
+            SendError::BodyTooLarge => WsConnectError::Failed("request body".into()),
+        })?;
         tokio_tungstenite::client_async(request, io)
             .await
-            .map_err(|e| failed(&e))
+            .map_err(|e| WsConnectError::Failed(e.to_string()))
     };
     tokio::time::timeout(config.access_proxy_response_timeout.0, handshake)
         .await

@@ -23,15 +23,13 @@ use super::config::AccessConfig;
 
 pub const PREFIX: &str = "tsr_at_";
 
-/// Limits for every authorization of a holder's token (P20: set on the builder). The time
-/// limit is 1 ms of optimized code; unoptimized builds (tests, `cargo run`) run the same
-/// rules many times slower, so they get proportionally more, or a loaded test machine
-/// would answer `Busy` to an ordinary token.
-fn limits() -> AuthorizerLimits {
+/// Limits for every authorization of a holder's token (P20: set on the builder); the time
+/// is `ACCESS_TOKEN_CHECK_TIME`.
+fn limits(max_time: Duration) -> AuthorizerLimits {
     AuthorizerLimits {
         max_facts: 256,
         max_iterations: 64,
-        max_time: Duration::from_millis(if cfg!(debug_assertions) { 25 } else { 1 }),
+        max_time,
     }
 }
 
@@ -109,6 +107,8 @@ pub struct AccessKeys {
     cache: Mutex<HashMap<[u8; 32], (Verified, Instant)>>,
     /// (token, method, path, protocol, host) → allowed, for [`AUTHORIZED_TTL`].
     authorized: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
+    /// Time budget of one token's checks.
+    check_time: Duration,
 }
 
 /// How long the outcome of a token's checks for one request shape is reused. Holder checks
@@ -156,6 +156,7 @@ impl AccessKeys {
             assertion_secret: secret,
             cache: Mutex::new(HashMap::new()),
             authorized: Mutex::new(HashMap::new()),
+            check_time: config.access_token_check_time.0,
         })
     }
 
@@ -248,7 +249,7 @@ impl AccessKeys {
             return Err(Refusal::Invalid);
         }
         let mut authorizer = AuthorizerBuilder::new()
-            .set_limits(limits())
+            .set_limits(limits(self.check_time))
             .build(&biscuit)
             .map_err(|_| Refusal::Invalid)?;
         // Running out of time is the machine's doing, not the token's.
@@ -260,7 +261,7 @@ impl AccessKeys {
         };
         let mut one = |rule: &str| -> Result<String, Refusal> {
             let found: Vec<(String,)> = authorizer
-                .query_with_limits(rule, limits())
+                .query_with_limits(rule, limits(self.check_time))
                 .map_err(refused)?;
             match found.as_slice() {
                 [(value,)] => Ok(value.clone()),
@@ -274,7 +275,7 @@ impl AccessKeys {
             .parse()
             .map_err(|_| Refusal::Invalid)?;
         let expires: Vec<(SystemTime,)> = authorizer
-            .query_with_limits("e($e) <- expires($e)", limits())
+            .query_with_limits("e($e) <- expires($e)", limits(self.check_time))
             .map_err(refused)?;
         let [(expires_at,)] = expires.as_slice() else {
             return Err(Refusal::Invalid);
@@ -361,7 +362,7 @@ impl AccessKeys {
                 params,
                 Default::default(),
             )
-            .map(|b| b.set_limits(limits()))
+            .map(|b| b.set_limits(limits(self.check_time)))
             .and_then(|b| b.build(&verified.biscuit))
             .map_err(|_| Refusal::Invalid)?;
         match authorizer.authorize() {
@@ -407,6 +408,7 @@ mod tests {
             assertion_secret: b"secret".to_vec(),
             cache: Mutex::new(HashMap::new()),
             authorized: Mutex::new(HashMap::new()),
+            check_time: Duration::from_millis(25),
         }
     }
 

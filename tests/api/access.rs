@@ -1177,3 +1177,145 @@ fn an_upstream_ca_file_must_hold_certificates() {
         Some(std::path::PathBuf::from(format!("{TLS_DIR}/ca.pem")));
     assert!(tessera::access::AccessState::new(&config).is_ok());
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_a_silent_body_is_cut() {
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let app = builder(Some(upstream.url()))
+        .configure(|c| {
+            c.access.access_proxy_idle_timeout =
+                tessera::config::HumanDuration(Duration::from_millis(400));
+        })
+        .spawn()
+        .await;
+    let lee = rich_user(&app, "lee@example.com", "lee", 50).await;
+    let (token, _) = token_for(&app, &lee).await;
+
+    // One request after another: one upstream connection carries them all, whether the
+    // body had a length, came in chunks or had a request body to send.
+    let before = upstream.seen().len();
+    for round in 0..12 {
+        let response = match round % 3 {
+            0 => get(&app, "/proxy/page", Some(&token)).await,
+            1 => get(&app, "/proxy/stream?mib=1", Some(&token)).await,
+            _ => app
+                .client
+                .post(app.url("/proxy/echo"))
+                .header("x-access-token", &token)
+                .body("hello")
+                .send()
+                .await
+                .unwrap(),
+        };
+        assert_eq!(response.status(), 200);
+        assert!(!response.bytes().await.unwrap().is_empty());
+    }
+    let seen = upstream.seen();
+    let mut remotes: Vec<&str> = seen[before..].iter().map(|s| s.remote.as_str()).collect();
+    assert_eq!(remotes.len(), 12);
+    remotes.dedup();
+    assert_eq!(remotes.len(), 1, "{remotes:?}");
+
+    // A body that goes quiet ends after ACCESS_PROXY_IDLE_TIMEOUT, not when the upstream
+    // gets round to it; what came before it arrives. (The proxy's body ends in an error;
+    // the HTTP server under it then closes the chunked body as if complete, so a client
+    // sees a short body: the rest never comes.)
+    let started = std::time::Instant::now();
+    let mut stalled = get(&app, "/proxy/stall", Some(&token)).await;
+    assert_eq!(stalled.status(), 200);
+    let mut received = Vec::new();
+    while let Ok(Some(chunk)) = stalled.chunk().await {
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received, b"begin\n");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // The broken connection is not reused: the next request works.
+    assert_eq!(get(&app, "/proxy/page", Some(&token)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn checks_that_run_out_of_time_answer_busy_and_reach_nothing() {
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let app = builder(Some(upstream.url()))
+        .configure(|c| {
+            c.access.access_token_check_time =
+                tessera::config::HumanDuration(Duration::from_nanos(1));
+        })
+        .spawn()
+        .await;
+    let max = rich_user(&app, "max@example.com", "max", 50).await;
+    let (token, _) = token_for(&app, &max).await;
+    let before = upstream.seen().len();
+
+    let busy = get(&app, "/proxy/page", Some(&token)).await;
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(refusal(busy).await, (503, "busy".into()));
+    // A WebSocket upgrade is refused the same way, before any upgrade.
+    match ws_connect(&app, &format!("/proxy/ws?token={token}"), None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("expected a 503 refusal, got {other:?}"),
+    }
+    assert_eq!(
+        upstream.seen().len(),
+        before,
+        "nothing reached the upstream"
+    );
+    // Not remembered as a verdict on the token: with time to run, the same token passes.
+    let relaxed = app.spawn_peer_with(builder(Some(upstream.url()))).await;
+    assert_eq!(
+        get(&relaxed, "/proxy/page", Some(&token)).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_missed_while_pubsub_was_down_closes_sockets_after_the_reconnect() {
+    let Some(mut cut) = crate::helpers::redis_proxy().await else {
+        return;
+    };
+    let redis = crate::helpers::redis_url().expect("redis_proxy implies REDIS_URL");
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let a = builder(Some(upstream.url())).redis_url(redis).spawn().await;
+    let b = a
+        .spawn_peer_with(
+            builder(Some(upstream.url()))
+                .redis_url(format!("redis://{}", cut.addr))
+                .configure(|c| {
+                    c.kv_command_timeout =
+                        tessera::config::HumanDuration(Duration::from_millis(500));
+                }),
+        )
+        .await;
+    let kim = rich_user(&a, "kim@example.com", "kim", 50).await;
+    let (token, token_id) = token_for(&a, &kim).await;
+    let mut ws = ws_connect(&b, &format!("/proxy/ws?token={token}"), None)
+        .await
+        .unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
+
+    // B loses Redis; the revocation on A is published while B cannot hear it.
+    cut.cut();
+    revoke(&a, &kim, &token_id).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), ws.next())
+            .await
+            .is_err(),
+        "B could not have heard of the revocation yet"
+    );
+
+    // Back online, B is told it may have missed messages and checks its sockets.
+    let restored = std::time::Instant::now();
+    cut.restore().await;
+    assert_eq!(
+        ws_close_code(&mut ws, Duration::from_secs(15)).await,
+        (1008, "token_revoked".into())
+    );
+    eprintln!("closed {:?} after the reconnect", restored.elapsed());
+}

@@ -10,6 +10,7 @@
 //! - `GET /cookie`: sets `sid=1; Path=/app; HttpOnly`.
 //! - `GET /links`: HTML linking to the upstream's own absolute URLs.
 //! - `GET /slow`: answers after 3 s.
+//! - `GET /stall`: sends the first line of a body, then nothing for 30 s.
 //! - `GET /ws`: WebSocket echo (text and binary), answering `graphql-transport-ws` if offered.
 //!
 //! [`Upstream::start_tls`] serves the same over TLS (`https://`, `wss://`) with a given
@@ -40,6 +41,8 @@ pub struct Seen {
     /// Path and query.
     pub uri: String,
     pub headers: Vec<(String, String)>,
+    /// The address the request came from: one per connection.
+    pub remote: String,
 }
 
 impl Seen {
@@ -71,6 +74,7 @@ fn record(log: &Log, req: &Request) {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
             .collect(),
+        remote: req.remote_addr().to_string(),
     };
     log.lock().unwrap_or_else(|e| e.into_inner()).push(seen);
 }
@@ -91,6 +95,7 @@ impl Upstream {
             .at("/cookie", poem::get(set_cookie))
             .at("/links", poem::get(links))
             .at("/slow", poem::get(slow))
+            .at("/stall", poem::get(stall))
             .at("/ws", poem::get(ws))
             .data(format!("http://{addr}"))
             .around(move |ep, req| {
@@ -284,6 +289,23 @@ fn set_cookie() -> Response {
 async fn slow() -> &'static str {
     tokio::time::sleep(Duration::from_secs(3)).await;
     "finally"
+}
+
+#[poem::handler]
+fn stall() -> Response {
+    let lines = futures_util::stream::unfold(0u32, |n| async move {
+        match n {
+            0 => Some((Ok::<_, std::io::Error>(bytes::Bytes::from("begin\n")), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Some((Ok(bytes::Bytes::from("end\n")), 2))
+            }
+            _ => None,
+        }
+    });
+    Response::builder()
+        .content_type("text/plain")
+        .body(Body::from_bytes_stream(lines))
 }
 
 #[poem::handler]
