@@ -5,7 +5,8 @@
 #
 #   bench/proxy.sh          (builds what it needs in release mode)
 #
-# Tunables: BENCH_DURATION (10s), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3).
+# Tunables: BENCH_DURATION (10s), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
+# BENCH_LATENCY_CONNECTIONS (1: the unqueued latency round).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,6 +83,12 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "$ratio $added50 $added99 $d_rps $p_rps" >>"$OUT/rounds.txt"
 done
 
+# Added latency without queueing: one connection, one request at a time.
+LAT_CONNECTIONS="${BENCH_LATENCY_CONNECTIONS:-1}"
+read -r l_d_rps l_d_p50 l_d_p99 < <(CONNECTIONS=$LAT_CONNECTIONS THREADS=1 run_wrk "direct-latency" "$UPSTREAM/page")
+read -r l_p_rps l_p_p50 l_p_p99 < <(CONNECTIONS=$LAT_CONNECTIONS THREADS=1 run_wrk "proxied-latency" "http://127.0.0.1:$TS_PORT/proxy/page" -H "X-Access-Token: $TOKEN")
+echo "$LAT_CONNECTIONS connection(s): direct p50 $l_d_p50 ms, p99 $l_d_p99 ms ($l_d_rps req/s); proxied p50 $l_p_p50 ms, p99 $l_p_p99 ms ($l_p_rps req/s)"
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$TS_PID/status"; }
 direct_bps=$(curl -s -o /dev/null -w '%{speed_download}' "$UPSTREAM/stream?mib=100")
 sleep 1
@@ -101,5 +108,6 @@ echo
 echo "median of $ROUNDS rounds, $CONNECTIONS connections, $DURATION each"
 echo "throughput ratio (proxied / direct): $(awk '{ print $1 }' "$OUT/rounds.txt" | median)x (target >= 0.45)"
 echo "added latency p50: $(awk '{ print $2 }' "$OUT/rounds.txt" | median) ms (target <= 0.5), p99: $(awk '{ print $3 }' "$OUT/rounds.txt" | median) ms (target <= 2)"
+echo "added latency at $LAT_CONNECTIONS connection(s): p50 $(awk -v a="$l_p_p50" -v b="$l_d_p50" 'BEGIN { printf "%.3f", a - b }') ms, p99 $(awk -v a="$l_p_p99" -v b="$l_d_p99" 'BEGIN { printf "%.3f", a - b }') ms"
 echo "100 MiB download: direct $(awk -v b="$direct_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, proxied $(awk -v b="$proxied_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, ratio $(awk -v a="$proxied_bps" -v b="$direct_bps" 'BEGIN { printf "%.2f", a / b }') (target >= 0.8)"
 echo "server RSS before $(( before / 1024 )) MiB, peak $(( peak / 1024 )) MiB, growth $(( (peak - before) / 1024 )) MiB (target <= 16)"
