@@ -6,11 +6,13 @@
 //! connection's, often across threads. Here the connection is polled by whoever holds it:
 //! while the head is awaited by the proxy handler, while the body streams by the body
 //! itself ([`UpstreamBody`]), all inside the task of the client's own connection. When the
-//! body has been read to its end the connection goes back to the pool; a body dropped
-//! early takes its connection with it (HTTP/1.1 cannot abandon half a response).
+//! body has been read to its end, and the request's own body was sent in full (an upstream
+//! may answer an upload early), the connection goes back to the pool; a body dropped early
+//! takes its connection with it (HTTP/1.1 cannot abandon half a response).
 //!
 //! An idle connection in the pool is not polled, so a close by the upstream is seen when
-//! the connection is next taken out: it is polled once, and a closed one is dropped. A
+//! the connection is next taken out: it is polled once, and one that is not ready then is
+//! dropped, never waited for. A full pool drops its oldest connection. A
 //! request that a connection closed before writing it (hyper hands such a request back) is
 //! sent once more on a new connection, whatever its method: the upstream never saw it.
 
@@ -166,7 +168,9 @@ impl UpstreamClient {
         })
     }
 
-    /// The most recently used idle connection that is still open and ready.
+    /// The most recently used idle connection that is still open and ready. A healthy
+    /// idle connection is ready at the first poll; one that is not (closed, or busy with
+    /// something nobody will finish) is dropped rather than waited for.
     async fn checkout(&self) -> Option<Conn> {
         loop {
             let mut conn = {
@@ -180,10 +184,9 @@ impl UpstreamClient {
                 conn
             };
             let ready = std::future::poll_fn(|cx| {
-                if conn.drive(cx) {
-                    return Poll::Ready(false);
-                }
-                conn.send.poll_ready(cx).map(|r| r.is_ok())
+                Poll::Ready(
+                    !conn.drive(cx) && matches!(conn.send.poll_ready(cx), Poll::Ready(Ok(()))),
+                )
             })
             .await;
             if ready {
@@ -212,11 +215,39 @@ impl UpstreamClient {
         request
             .headers_mut()
             .insert(header::HOST, self.authority.clone());
+        // A connection may be reused only once the request body has been sent in full: an
+        // upstream may answer before it has read it all.
+        let sent_all = if request.body().is_end_stream() {
+            None
+        } else {
+            let flag = Arc::new(AtomicBool::new(false));
+            // With a declared length, hyper stops polling the body once it has that much.
+            let length = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body = std::mem::replace(request.body_mut(), empty());
+            *request.body_mut() = Tracked {
+                inner: body,
+                done: Arc::clone(&flag),
+                length,
+                seen: 0,
+            }
+            .boxed();
+            Some(flag)
+        };
         let exchange = async {
             let mut request = request;
-            // The second round only for a request the first connection never wrote.
-            for _ in 0..2 {
-                let mut conn = match self.checkout().await {
+            // The second round only for a request the first connection never wrote, and on
+            // a new connection.
+            for round in 0..2 {
+                let pooled = if round == 0 {
+                    self.checkout().await
+                } else {
+                    None
+                };
+                let mut conn = match pooled {
                     Some(conn) => conn,
                     None => self.connect().await?,
                 };
@@ -249,6 +280,7 @@ impl UpstreamClient {
                         let mut body = UpstreamBody {
                             incoming,
                             conn,
+                            sent_all: sent_all.clone(),
                             idle: Arc::clone(&self.idle),
                             quiet: None,
                             timer: None,
@@ -288,9 +320,6 @@ impl UpstreamClient {
 }
 
 fn give_back(idle: &Idle, mut conn: Conn) {
-    if conn.send.is_closed() {
-        return;
-    }
     conn.idle_since = Instant::now();
     let mut idle = lock(idle);
     if idle
@@ -299,8 +328,50 @@ fn give_back(idle: &Idle, mut conn: Conn) {
     {
         idle.retain(|c| c.idle_since.elapsed() < IDLE_LIFETIME);
     }
-    if idle.len() < MAX_IDLE {
-        idle.push(conn);
+    if idle.len() >= MAX_IDLE {
+        idle.remove(0);
+    }
+    idle.push(conn);
+}
+
+/// A request body that says when it has been read to its end: its last frame, or as many
+/// bytes as its declared length.
+struct Tracked {
+    inner: RequestBody,
+    done: Arc<AtomicBool>,
+    length: Option<u64>,
+    seen: u64,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(frame))) => {
+                self.seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                self.inner.is_end_stream() || self.length.is_some_and(|n| self.seen >= n)
+            }
+            _ => false,
+        };
+        if ended {
+            self.done.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -310,6 +381,8 @@ fn give_back(idle: &Idle, mut conn: Conn) {
 pub struct UpstreamBody {
     incoming: Incoming,
     conn: Option<Conn>,
+    /// Set once the request body was sent in full (`None`: there was none).
+    sent_all: Option<Arc<AtomicBool>>,
     idle: Idle,
     quiet: Option<Duration>,
     /// Armed at the first wait and re-armed only when it fires, so a busy body costs
@@ -326,7 +399,13 @@ impl UpstreamBody {
     }
 
     fn finished(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        let request_sent = self
+            .sent_all
+            .as_ref()
+            .is_none_or(|done| done.load(Ordering::Acquire));
+        if let Some(conn) = self.conn.take()
+            && request_sent
+        {
             give_back(&self.idle, conn);
         }
     }
@@ -533,5 +612,29 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(150));
         assert_eq!(client.idle_count(), 0, "a broken connection is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_request_is_still_being_sent_is_not_reused() {
+        // This upstream answers as soon as it has a head, without reading any body.
+        let (url, connections) = closing_upstream(usize::MAX).await;
+        let client = UpstreamClient::new(&url, None, Duration::from_secs(1)).unwrap();
+        let flag = AtomicBool::new(false);
+        let mut post = Request::new(streamed(futures_util::stream::pending()));
+        *post.method_mut() = hyper::Method::POST;
+        *post.uri_mut() = origin_form("/upload").unwrap();
+        let response = client
+            .send(post, Duration::from_secs(5), &flag)
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "ok");
+        assert_eq!(client.idle_count(), 0, "its request body is still open");
+        // The next request goes out on a new connection at once.
+        let next = tokio::time::timeout(Duration::from_secs(1), read(&client, "/"))
+            .await
+            .expect("not stuck behind the unfinished upload");
+        assert_eq!(next, "ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
 }
