@@ -688,6 +688,95 @@ async fn holders_narrow_tokens_offline() {
     );
 }
 
+/// The `biscuit` command (crate biscuit-cli), or `None` where it is not installed; CI
+/// installs it and sets `REQUIRE_BISCUIT_CLI=1`, so there its absence fails the test.
+fn biscuit_cli() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("biscuit"))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("REQUIRE_BISCUIT_CLI").is_err(),
+            "REQUIRE_BISCUIT_CLI is set but no `biscuit` is on PATH"
+        );
+        eprintln!("`biscuit` (biscuit-cli) not installed: the CLI case runs where it is");
+    }
+    found
+}
+
+#[tokio::test]
+async fn holders_narrow_tokens_with_the_biscuit_cli() {
+    let Some(cli) = biscuit_cli() else {
+        return;
+    };
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let app = builder(Some(upstream.url())).spawn().await;
+    let ada = rich_user(&app, "ada@example.com", "ada.l", 50).await;
+    let (token, _) = token_for(&app, &ada).await;
+    // As the README shows: the token without its prefix on stdin, a block to append, no key.
+    let output = tokio::process::Command::new(cli)
+        .args([
+            "attenuate",
+            "-",
+            "--add-ttl",
+            "1h",
+            "--block",
+            r#"check if method("GET"); check if path($p), $p.starts_with("/reports/");"#,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(|mut child| {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().unwrap();
+            let body = token.strip_prefix("tsr_at_").unwrap().to_owned();
+            tokio::spawn(async move {
+                stdin.write_all(body.as_bytes()).await.unwrap();
+            });
+            child
+        })
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let narrowed = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_ne!(narrowed, token.strip_prefix("tsr_at_").unwrap());
+    let before = upstream.seen().len();
+    // The prefix is optional on input: both forms are the same token.
+    for presented in [narrowed.clone(), format!("tsr_at_{narrowed}")] {
+        let allowed = get(&app, "/proxy/reports/q3", Some(&presented)).await;
+        assert_ne!(allowed.status(), 403, "the holder's checks allow this path");
+        assert_ne!(allowed.status(), 401);
+        assert_eq!(
+            refusal(get(&app, "/proxy/page", Some(&presented)).await).await,
+            (403, "forbidden_by_token".into())
+        );
+        let post = app
+            .client
+            .post(app.url("/proxy/reports/q3"))
+            .header("x-access-token", &presented)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refusal(post).await, (403, "forbidden_by_token".into()));
+    }
+    let seen = upstream.seen();
+    assert_eq!(
+        seen.len(),
+        before + 2,
+        "only the two allowed requests arrived"
+    );
+    assert!(seen[before..].iter().all(|s| s.uri == "/reports/q3"));
+}
+
 #[tokio::test]
 async fn large_downloads_and_events_stream_through() {
     let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
