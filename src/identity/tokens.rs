@@ -142,10 +142,15 @@ impl AuthKeys {
         if biscuit.block_count() != 1 {
             return Err(TokenError::Invalid);
         }
+        // Only our own authority block is accepted (above), so the rules run are fixed and
+        // tiny: the fact and iteration limits bound them. The time limit is wall-clock, so a
+        // thread descheduled mid-check on a busy machine ran past a 20 ms budget and a
+        // valid session was refused as invalid (the user was signed out); it is now only a
+        // backstop.
         let limits = AuthorizerLimits {
             max_facts: 64,
             max_iterations: 16,
-            max_time: Duration::from_millis(20),
+            max_time: Duration::from_secs(1),
         };
         let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let mut params = std::collections::HashMap::new();
