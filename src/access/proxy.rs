@@ -864,7 +864,7 @@ async fn proxy_websocket(
             .insert("sec-websocket-protocol", protocols.clone());
     }
     let (upstream, response) = match connect_upstream_ws(state, upstream_request).await {
-        Err(WsConnectError::Timeout) => {
+        Err(SendError::Timeout) => {
             state.metrics.record_proxy("websocket", "upstream_timeout");
             return refusal(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -872,8 +872,8 @@ async fn proxy_websocket(
                 "the upstream did not answer in time",
             );
         }
-        Err(WsConnectError::Failed(e)) => {
-            tracing::warn!(error = %e, "proxied WebSocket could not connect");
+        Err(e) => {
+            tracing::warn!(error = ?e, "proxied WebSocket could not connect");
             state
                 .metrics
                 .record_proxy("websocket", "upstream_unreachable");
@@ -914,36 +914,27 @@ async fn proxy_websocket(
 
 type UpstreamSocket = tokio_tungstenite::WebSocketStream<Box<dyn UpstreamIo>>;
 
-enum WsConnectError {
-    Timeout,
-    Failed(String),
-}
-
 /// Opens the upstream WebSocket: a connection from the upstream client (TCP within the
 /// connect timeout, then TLS for `wss://`), and the upgrade within the response timeout.
 async fn connect_upstream_ws(
     state: &AppState,
     request: tungstenite::handshake::client::Request,
-) -> Result<(UpstreamSocket, tungstenite::handshake::client::Response), WsConnectError> {
+) -> Result<(UpstreamSocket, tungstenite::handshake::client::Response), SendError> {
     let config = &state.config.access;
     let client = state
         .access
         .client
         .as_ref()
-        .ok_or_else(|| WsConnectError::Failed("no upstream".into()))?;
+        .ok_or_else(|| SendError::Failed("no upstream".into()))?;
     let handshake = async {
-        let io = client.connect_io().await.map_err(|e| match e {
-            SendError::Timeout => WsConnectError::Timeout,
-            SendError::Failed(why) => WsConnectError::Failed(why),
-            SendError::BodyTooLarge => WsConnectError::Failed("request body".into()),
-        })?;
+        let io = client.connect_io().await?;
         tokio_tungstenite::client_async(request, io)
             .await
-            .map_err(|e| WsConnectError::Failed(e.to_string()))
+            .map_err(|e| SendError::Failed(e.to_string()))
     };
     tokio::time::timeout(config.access_proxy_response_timeout.0, handshake)
         .await
-        .map_err(|_| WsConnectError::Timeout)?
+        .map_err(|_| SendError::Timeout)?
 }
 
 /// Unregisters a proxied socket however its task ends.
