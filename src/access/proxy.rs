@@ -705,8 +705,7 @@ async fn proxy_http(
         .client
         .as_ref()
         .expect("admitted only when configured");
-    let target = client.target(path, upstream_query(req).as_deref());
-    let Some(uri) = upstream::origin_form(&target) else {
+    let Some(uri) = client.target(path, upstream_query(req).as_deref()) else {
         state.metrics.record_proxy("http", "bad_path");
         return refusal(
             StatusCode::BAD_REQUEST,

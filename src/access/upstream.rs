@@ -195,12 +195,15 @@ impl UpstreamClient {
         }
     }
 
-    /// The origin-form target of `path` and `query` on the upstream.
-    pub fn target(&self, path: &str, query: Option<&str>) -> String {
+    /// The origin-form target of `path` and `query` on the upstream, as
+    /// [`UpstreamClient::send`] wants it; `None` if they do not make a URI.
+    pub fn target(&self, path: &str, query: Option<&str>) -> Option<Uri> {
         match query {
             Some(q) => format!("{}{path}?{q}", self.base_path),
             None => format!("{}{path}", self.base_path),
         }
+        .parse()
+        .ok()
     }
 
     /// Sends `request` (its URI the origin-form target, see [`UpstreamClient::target`]) and
@@ -498,11 +501,6 @@ where
     http_body_util::StreamBody::new(chunks.map_ok(Frame::data)).boxed()
 }
 
-/// The URI of an origin-form target, as [`UpstreamClient::send`] wants it.
-pub fn origin_form(target: &str) -> Option<Uri> {
-    target.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,7 +540,7 @@ mod tests {
 
     fn get(target: &str) -> Request<RequestBody> {
         let mut request = Request::new(empty());
-        *request.uri_mut() = origin_form(target).unwrap();
+        *request.uri_mut() = target.parse().unwrap();
         request
     }
 
@@ -622,7 +620,7 @@ mod tests {
         let flag = AtomicBool::new(false);
         let mut post = Request::new(streamed(futures_util::stream::pending()));
         *post.method_mut() = hyper::Method::POST;
-        *post.uri_mut() = origin_form("/upload").unwrap();
+        *post.uri_mut() = Uri::from_static("/upload");
         let response = client
             .send(post, Duration::from_secs(5), &flag)
             .await
