@@ -25,7 +25,21 @@ pub mod ad_nonce {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// Who the nonce was issued to: read with it when a callback arrives.
+        #[sea_orm(
+            belongs_to = "crate::identity::entity::user::Entity",
+            from = "Column::UserId",
+            to = "crate::identity::entity::user::Column::Id"
+        )]
+        User,
+    }
+
+    impl Related<crate::identity::entity::user::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::User.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

@@ -189,15 +189,8 @@ async fn google(
             "the callback's timestamp is too far from now",
         ));
     }
-    let row = issued_nonce(state, nonce, user, ip).await?;
-    service::credit(
-        state,
-        &(&row).into(),
-        None,
-        "gma",
-        Some(format!("gma:{transaction}")),
-    )
-    .await
+    let issued = issued_nonce(state, nonce, user, ip).await?;
+    credit_issued(state, &issued, "gma", format!("gma:{transaction}")).await
 }
 
 /// The nonce, when it was issued to `user` recently enough; counts against the SSV rate.
@@ -206,7 +199,7 @@ async fn issued_nonce(
     nonce: &str,
     user: &str,
     ip: Option<std::net::IpAddr>,
-) -> Result<ad_nonce::Model, ApiError> {
+) -> Result<Issued, ApiError> {
     let key = format!(
         "ads:ssv:{}:{user}",
         ip.map(|i| i.to_string()).unwrap_or_default()
@@ -225,14 +218,49 @@ async fn issued_nonce(
         )
     };
     let user: uuid::Uuid = user.parse().map_err(|_| unknown())?;
-    let row = <ad_nonce::Entity as sea_orm::EntityTrait>::find_by_id(nonce.to_owned())
+    let (row, owner) = <ad_nonce::Entity as sea_orm::EntityTrait>::find_by_id(nonce.to_owned())
+        .find_also_related(crate::identity::entity::user::Entity)
         .one(state.db.conn())
         .await?
         .ok_or_else(unknown)?;
     if row.user_id != user || (state.ads.clock.now() - row.issued_at) > SSV_NONCE_MAX_AGE {
         return Err(unknown());
     }
-    Ok(row)
+    let owner = owner
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(ApiError::unauthenticated)?;
+    Ok(Issued {
+        halved: service::is_halved(state, &owner),
+        row,
+    })
+}
+
+/// A nonce a callback named, and whether its user gets half the cap (read with it).
+struct Issued {
+    row: ad_nonce::Model,
+    halved: bool,
+}
+
+/// Credits an issued nonce's reward, or answers a repeated callback for one credited
+/// already without opening a transaction (`credited_at` is written only by the credit
+/// that committed).
+async fn credit_issued(
+    state: &AppState,
+    issued: &Issued,
+    network: &str,
+    event_id: String,
+) -> Result<Completed, ApiError> {
+    if issued.row.credited_at.is_some() {
+        return service::duplicate(state, issued.row.user_id).await;
+    }
+    service::credit(
+        state,
+        &(&issued.row).into(),
+        Some(issued.halved),
+        network,
+        Some(event_id),
+    )
+    .await
 }
 
 async fn legacy_params(
@@ -314,9 +342,9 @@ async fn legacy(
             format!("the ad must play for {} s", ads.required_duration),
         ));
     }
-    let row = issued_nonce(state, &p["nonce"], &p["uid"], ip).await?;
+    let issued = issued_nonce(state, &p["nonce"], &p["uid"], ip).await?;
     if let Some(device) = p.get("device").filter(|d| !d.is_empty())
-        && *device != row.device_hash
+        && *device != issued.row.device_hash
     {
         return Err(ApiError::conflict(
             "unknown_nonce",
@@ -333,14 +361,7 @@ async fn legacy(
         })
         .map(|n| n.to_ascii_lowercase())
         .unwrap_or_else(|| "ssv".to_owned());
-    service::credit(
-        state,
-        &(&row).into(),
-        None,
-        &network,
-        Some(format!("ssv:{}", p["eventId"])),
-    )
-    .await
+    credit_issued(state, &issued, &network, format!("ssv:{}", p["eventId"])).await
 }
 
 /// Monetag's postback (`ymid`, `reward_event_type` or `event_type`, `estimated_price`).

@@ -23,7 +23,14 @@ pub mod service;
 pub mod ssv;
 pub mod ticket;
 
-use std::{path::Path, sync::Mutex, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicI64},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -55,6 +62,10 @@ pub struct AdsState {
     pub dev: Option<dev::DevFakes>,
     /// (minute, ratio) of the last failure-ratio reading, and when it was read.
     ratio: Mutex<Option<(i64, f64, std::time::Instant)>>,
+    /// Verified SSV callbacks not yet added to the failure window's kv counter.
+    ssv_ok_pending: AtomicI64,
+    /// A write of `ssv_ok_pending` is scheduled.
+    ssv_ok_flush_due: AtomicBool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,6 +164,8 @@ impl AdsState {
             client,
             dev,
             ratio: Mutex::new(None),
+            ssv_ok_pending: AtomicI64::new(0),
+            ssv_ok_flush_due: AtomicBool::new(false),
         })
     }
 }

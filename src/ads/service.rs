@@ -12,8 +12,9 @@ use chrono::{DateTime, NaiveTime, Utc};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
+    sea_query::{CaseStatement, Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
@@ -871,17 +872,22 @@ pub async fn credit(
         }
     };
     let Some((reward, balance)) = credited else {
-        let (balance, _) = wallet::balances(state.db.conn(), nonce.user_id).await?;
-        return Ok(Completed {
-            outcome: Outcome::Duplicate,
-            credited: 0,
-            balance,
-        });
+        return duplicate(state, nonce.user_id).await;
     };
     after_credit(state, &reward).await;
     Ok(Completed {
         outcome: Outcome::Credited,
         credited: reward.amount,
+        balance,
+    })
+}
+
+/// The answer to a reward credited before: nothing moves; the user's balance as it is.
+pub async fn duplicate(state: &AppState, user_id: Uuid) -> Result<Completed, ApiError> {
+    let (balance, _) = wallet::balances(state.db.conn(), user_id).await?;
+    Ok(Completed {
+        outcome: Outcome::Duplicate,
+        credited: 0,
         balance,
     })
 }
@@ -950,15 +956,6 @@ async fn credit_in(
     if claimed.rows_affected == 0 {
         return Ok(None);
     }
-    if let Some(event) = event_id {
-        let seen = ad_reward::Entity::find()
-            .filter(ad_reward::Column::EventId.eq(event))
-            .one(txn)
-            .await?;
-        if seen.is_some() {
-            return Ok(None);
-        }
-    }
     let interval = state.config.ads.min_interval > 0;
     if interval {
         // One user's credits run one after another from here.
@@ -966,16 +963,8 @@ async fn credit_in(
     }
     let day = day_of(now);
     let scopes = Scopes::new(nonce.user_id, &nonce.device_hash, nonce.ip.as_deref());
-    let bumps = [
-        (Some(&scopes.user), caps.user),
-        (Some(&scopes.device), caps.device),
-        (scopes.ip.as_ref(), caps.ip),
-    ];
-    for (i, (scope, cap)) in bumps.into_iter().enumerate() {
-        let Some(scope) = scope else { continue };
-        if !bump(txn, scope, &day, cap).await? {
-            return Err(CreditError::Refused(cap_refusal(i, now)));
-        }
+    if let Some(full) = bump(txn, &scopes, &day, caps).await? {
+        return Err(CreditError::Refused(cap_refusal(full, now)));
     }
     if interval {
         // The device's counter row is locked now too, so two accounts crediting on one
@@ -996,6 +985,8 @@ async fn credit_in(
         )
         .reference(format!("ad_reward:{id}"))
         .idempotency_key(Some(format!("ads:{}", nonce.nonce)))
+        // The nonce claimed above is this key's claim: no earlier transfer can hold it.
+        .key_claimed()
         .metadata(serde_json::json!({
             "network": network,
             "placement": nonce.placement,
@@ -1005,68 +996,134 @@ async fn credit_in(
     if moved.replayed {
         return Ok(None);
     }
-    let reward = ad_reward::ActiveModel {
-        id: Set(id),
-        user_id: Set(nonce.user_id),
-        nonce: Set(nonce.nonce.clone()),
-        provider: Set(nonce.provider.clone()),
-        network: Set(network.to_owned()),
-        placement: Set(nonce.placement.clone()),
-        device_hash: Set(nonce.device_hash.clone()),
-        ip: Set(nonce.ip.clone()),
-        event_id: Set(event_id.map(str::to_owned)),
-        amount: Set(amount),
-        transfer_id: Set(moved.transfer.id),
-        created_at: Set(now),
+    let reward = ad_reward::Model {
+        id,
+        user_id: nonce.user_id,
+        nonce: nonce.nonce.clone(),
+        provider: nonce.provider.clone(),
+        network: network.to_owned(),
+        placement: nonce.placement.clone(),
+        device_hash: nonce.device_hash.clone(),
+        ip: nonce.ip.clone(),
+        event_id: event_id.map(str::to_owned),
+        amount,
+        transfer_id: moved.transfer.id,
+        created_at: now,
+    };
+    // A network event credited under another nonce before: the unique event id says so,
+    // and the caller rolls the whole credit back.
+    let inserted = ad_reward::Entity::insert(reward.clone().into_active_model())
+        .on_conflict(
+            OnConflict::column(ad_reward::Column::EventId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    if inserted == 0 {
+        return Ok(None);
     }
-    .insert(txn)
-    .await?;
     Ok(Some((reward, moved.transfer.credit_balance_after)))
 }
 
-/// Adds one to a scope's count of `day` unless it reached `cap` (one upsert: inserted at 1,
-/// or raised while below the cap); false when it had.
+/// Adds one to each scope's count of `day` (user, device, then the address), each only
+/// while below its cap, in one upsert: a row is inserted at 1 or raised. The index of the
+/// first scope whose cap was reached already, if one was (the caller rolls back).
 async fn bump(
     txn: &impl ConnectionTrait,
-    scope: &str,
+    scopes: &Scopes,
     day: &str,
-    cap: u32,
-) -> Result<bool, sea_orm::DbErr> {
-    if cap == 0 {
-        return Ok(false);
+    caps: Caps,
+) -> Result<Option<usize>, sea_orm::DbErr> {
+    let wanted: Vec<(usize, &str, u32)> = [
+        (0, Some(scopes.user.as_str()), caps.user),
+        (1, Some(scopes.device.as_str()), caps.device),
+        (2, scopes.ip.as_deref(), caps.ip),
+    ]
+    .into_iter()
+    .filter_map(|(i, scope, cap)| Some((i, scope?, cap)))
+    .collect();
+    if let Some(&(i, _, _)) = wanted.iter().find(|(_, _, cap)| *cap == 0) {
+        return Ok(Some(i));
     }
     let count = Expr::col((ad_daily_count::Entity, ad_daily_count::Column::Count));
-    let changed = ad_daily_count::Entity::insert(ad_daily_count::ActiveModel {
-        scope: Set(scope.to_owned()),
-        day: Set(day.to_owned()),
-        count: Set(1),
-    })
+    let scope = Expr::col((ad_daily_count::Entity, ad_daily_count::Column::Scope));
+    let cap_of_row = wanted
+        .iter()
+        .fold(CaseStatement::new(), |case, (_, name, cap)| {
+            case.case(scope.clone().eq(*name), *cap as i32)
+        })
+        .finally(0);
+    let raised = ad_daily_count::Entity::insert_many(wanted.iter().map(|(_, name, _)| {
+        ad_daily_count::ActiveModel {
+            scope: Set((*name).to_owned()),
+            day: Set(day.to_owned()),
+            count: Set(1),
+        }
+    }))
     .on_conflict(
         OnConflict::columns([ad_daily_count::Column::Scope, ad_daily_count::Column::Day])
             .value(ad_daily_count::Column::Count, count.clone().add(1))
-            .action_and_where(count.lt(cap as i32))
+            .action_and_where(count.lt(cap_of_row))
             .to_owned(),
     )
-    .exec_without_returning(txn)
+    .exec_with_returning(txn)
     .await?;
-    Ok(changed == 1)
+    // The rows returned are the ones inserted or raised; one left out was at its cap.
+    Ok(wanted
+        .iter()
+        .find(|(_, name, _)| !raised.iter().any(|r| r.scope == *name))
+        .map(|(i, _, _)| *i))
 }
 
 fn ratio_key(kind: &str, minute: i64) -> String {
     format!("ads:ssv:{kind}:{minute}")
 }
 
-/// Counts one SSV callback in the current minute's bucket.
+/// How long verified callbacks are summed in memory before their count is written.
+const SSV_OK_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Counts one SSV callback in the current minute's bucket. Failures are written at once
+/// (they may tip the ratio); successes are summed per instance and written once a second,
+/// one kv write instead of one per callback (a stopping instance may drop a second's).
 pub async fn record_ssv_outcome(state: &AppState, ok: bool) {
+    use std::sync::atomic::Ordering;
+    if ok {
+        state.ads.ssv_ok_pending.fetch_add(1, Ordering::AcqRel);
+        if !state.ads.ssv_ok_flush_due.swap(true, Ordering::AcqRel) {
+            let state = state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SSV_OK_FLUSH_EVERY).await;
+                state.ads.ssv_ok_flush_due.store(false, Ordering::Release);
+                flush_ssv_ok(&state).await;
+            });
+        }
+        return;
+    }
+    flush_ssv_ok(state).await;
+    count_ssv_outcomes(state, "fail", 1).await;
+    // A failure may tip the ratio: read it afresh. Successes wait for the 5 s refresh.
+    *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Writes the successes summed so far; kept for the next write when kv cannot take them.
+async fn flush_ssv_ok(state: &AppState) {
+    use std::sync::atomic::Ordering;
+    let n = state.ads.ssv_ok_pending.swap(0, Ordering::AcqRel);
+    if n > 0 && !count_ssv_outcomes(state, "ok", n).await {
+        state.ads.ssv_ok_pending.fetch_add(n, Ordering::AcqRel);
+    }
+}
+
+async fn count_ssv_outcomes(state: &AppState, kind: &str, n: i64) -> bool {
     let minute = state.ads.clock.now().timestamp().div_euclid(60);
     let ttl = Duration::from_secs((WINDOW_MINUTES as u64 + 2) * 60);
-    let key = ratio_key(if ok { "ok" } else { "fail" }, minute);
-    if let Err(e) = state.kv.incr(&key, 1, ttl).await {
-        tracing::warn!(error = %e, "SSV outcome not counted");
-    }
-    if !ok {
-        // A failure may tip the ratio: read it afresh. Successes wait for the 5 s refresh.
-        *state.ads.ratio.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    match state.kv.incr(&ratio_key(kind, minute), n, ttl).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "SSV outcomes not counted");
+            false
+        }
     }
 }
 
@@ -1080,6 +1137,7 @@ pub async fn failure_ratio(state: &AppState) -> f64 {
     {
         return ratio;
     }
+    flush_ssv_ok(state).await;
     let read = |kind: &'static str| async move {
         let values = futures_util::future::join_all((minute - WINDOW_MINUTES + 1..=minute).map(
             |m| async move {

@@ -227,6 +227,8 @@ pub struct TransferRequest {
     pub metadata: serde_json::Value,
     /// Two-phase: reserve now, and void by itself after this long unless posted or voided.
     pub pending_timeout: Option<Duration>,
+    /// The caller's own claim, in the same transaction, makes the idempotency key new.
+    pub key_claimed: bool,
 }
 
 impl TransferRequest {
@@ -240,6 +242,7 @@ impl TransferRequest {
             idempotency_key: None,
             metadata: serde_json::Value::Null,
             pending_timeout: None,
+            key_claimed: false,
         }
     }
 
@@ -255,6 +258,14 @@ impl TransferRequest {
 
     pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Skips the look-up of an earlier transfer under the idempotency key, for a caller that
+    /// claimed something unique to this key earlier in the same transaction (an ad's nonce):
+    /// no earlier transfer can hold the key, and its unique index still refuses a second.
+    pub fn key_claimed(mut self) -> Self {
+        self.key_claimed = true;
         self
     }
 
@@ -685,7 +696,9 @@ pub async fn transfer_in(
 ) -> Result<Transferred> {
     validate(req)?;
     let fingerprint = req.fingerprint();
-    if let Some(done) = replay(conn, req, &fingerprint).await? {
+    if !req.key_claimed
+        && let Some(done) = replay(conn, req, &fingerprint).await?
+    {
         return Ok(done);
     }
     let (debit_change, credit_change, phase, status) = match req.pending_timeout {

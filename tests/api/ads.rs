@@ -783,6 +783,16 @@ fn legacy_sig(secret: &[u8], p: &[(&str, &str)]) -> String {
     tessera::ads::ticket::hmac_hex(secret, m.as_bytes())
 }
 
+/// A callback in the existing format, signed with the test secret, as a query string.
+fn legacy_query(p: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in p {
+        q.append_pair(k, v);
+    }
+    q.append_pair("sig", &legacy_sig(b"ssv-secret", p));
+    q.finish()
+}
+
 #[tokio::test]
 async fn the_existing_callback_format_is_verified_by_hmac() {
     let app = builder()
@@ -885,6 +895,91 @@ async fn the_existing_callback_format_is_verified_by_hmac() {
         networks["data"]["me"]["adRewards"]["edges"][0]["node"]["network"],
         "applovin"
     );
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
+async fn an_event_credited_under_one_nonce_is_not_credited_under_another() {
+    let app = builder()
+        .configure(|c| c.ads.min_interval = 0)
+        .spawn()
+        .await;
+    let sam = app.register("sam@example.com", "sam").await;
+    let send = |event: &'static str, nonce: String| {
+        let (app, uid) = (&app, sam.user_id.clone());
+        async move {
+            let p = [
+                ("eventId", event),
+                ("uid", uid.as_str()),
+                ("nonce", nonce.as_str()),
+                ("amount", "5"),
+                ("duration", "31"),
+            ];
+            get(app, &format!("/ads/ssv?{}", legacy_query(&p))).await
+        }
+    };
+    let (n1, n2) = (gma_nonce(&app, &sam).await, gma_nonce(&app, &sam).await);
+    assert_eq!(send("ev-1", n1).await.1["credited"], 5);
+    // The network's event again, now naming another of the user's nonces: nothing moves,
+    // and that nonce is not used up by the attempt.
+    let (status, body) = send("ev-1", n2.clone()).await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"credited": 0, "duplicate": true}))
+    );
+    assert_eq!((balance(&app, &sam).await, rewards(&app).await), (5, 1));
+    let (status, body) = send("ev-2", n2).await;
+    assert_eq!((status, body["credited"].as_i64()), (200, Some(5)));
+    assert_eq!((balance(&app, &sam).await, rewards(&app).await), (10, 2));
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
+async fn a_credit_refused_at_a_cap_names_that_cap_and_counts_nothing() {
+    use tessera::ads::entity::ad_daily_count;
+    let app = builder()
+        .configure(|c| {
+            c.ads.daily_cap_user = 1;
+            c.ads.rwd_per_day_min = 1;
+            c.ads.daily_cap_device = 1;
+            c.ads.ads_daily_cap_ip = 100;
+            c.ads.min_interval = 0;
+        })
+        .spawn()
+        .await;
+    // Two accounts on one device, both with an ad prepared while the device had room.
+    let sam = app.register("sam@example.com", "sam").await;
+    let ann = app.register("ann@example.com", "ann").await;
+    verified(&app, &sam).await;
+    verified(&app, &ann).await;
+    let (_, sam_ticket) = ticket(&app, &sam).await;
+    let (_, ann_ticket) = ticket(&app, &ann).await;
+    advance(&app, 31);
+    assert_eq!(
+        outcome(&complete(&app, &sam, &sam_ticket, 31).await),
+        "CREDITED"
+    );
+    // Ann's own count would reach her cap with this credit; the device's is reached
+    // already, and that is the refusal.
+    let refused = complete(&app, &ann, &ann_ticket, 31).await;
+    assert_eq!(
+        error_of(&refused),
+        ("RATE_LIMITED".into(), "daily_cap_device".into())
+    );
+    assert_eq!(balance(&app, &ann).await, 0);
+    let counts: Vec<(String, i32)> = ad_daily_count::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.scope, r.count))
+        .collect();
+    assert!(
+        !counts.iter().any(|(scope, _)| scope.contains(&ann.user_id)),
+        "the refused credit left a count behind: {counts:?}"
+    );
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<i32>(), 3, "{counts:?}");
+    assert_eq!(rewards(&app).await, 1);
     assert_sound(&app).await;
 }
 
@@ -1248,6 +1343,54 @@ async fn the_failure_window_halves_the_cap_for_thirty_minutes() {
     let after = stats(&app, &boss).await;
     assert_eq!(after["failureRatio"], 0.0, "{after}");
     assert_eq!(after["effectiveDailyCap"], 40);
+}
+
+#[tokio::test]
+async fn verified_callbacks_weigh_against_failures_in_the_window() {
+    let app = TestApp::builder()
+        .configure(|c| {
+            ads_on(c);
+            c.ads.min_interval = 0;
+            c.ads.ads_prepare_rate = "1000/1s".parse().unwrap();
+            c.ads.ads_ssv_rate = "1000/1s".parse().unwrap();
+            c.identity.admin_emails = vec!["boss@example.com".into()];
+            c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        })
+        .spawn()
+        .await;
+    let boss = app.register("boss@example.com", "boss").await;
+    verified(&app, &boss).await;
+    for i in 0..20 {
+        let nonce = gma_nonce(&app, &boss).await;
+        let event = format!("ok-{i}");
+        let p = [
+            ("eventId", event.as_str()),
+            ("uid", boss.user_id.as_str()),
+            ("nonce", nonce.as_str()),
+            ("amount", "5"),
+            ("duration", "31"),
+        ];
+        let (status, body) = get(&app, &format!("/ads/ssv?{}", legacy_query(&p))).await;
+        assert_eq!((status, body["credited"].as_i64()), (200, Some(5)));
+    }
+    // Twenty failures from as many addresses: half of what the window saw, at once (the
+    // successes are summed in memory and written by the first failure, not a second later).
+    for i in 0..20 {
+        let q = format!(
+            "/ads/ssv?eventId=bad-{i}&uid={}&nonce=n&amount=5&duration=30&sig=00",
+            boss.user_id
+        );
+        let r = app
+            .client
+            .get(app.url(&q))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let during = stats(&app, &boss).await;
+    assert_eq!(during["failureRatio"], 0.5, "{during}");
 }
 
 #[tokio::test]
