@@ -12,6 +12,10 @@
 #   PG_ADMIN_URL     admin URL for the postgres backend     (default: postgres://postgres@127.0.0.1:5432/postgres)
 #   REDIS_URL        Redis for the postgres backend         (default: redis://127.0.0.1:6379)
 #   ADS_PORT         server port; the key server takes the next one (default: 18400)
+#   TESSERA_BIN      server binary (default: target/release/tessera, built first)
+#   ADS_BENCH_BIN    load client (default: target/release/examples/ads_bench, built first)
+#                    Setting both skips the build: two revisions can be compared in one
+#                    sitting by alternating runs with their binaries.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +29,11 @@ ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 OUT="$ROOT/bench/results/ads-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 
-cargo build -q --release --bin tessera --example ads_bench
+SERVER_BIN="${TESSERA_BIN:-$ROOT/target/release/tessera}"
+CLIENT_BIN="${ADS_BENCH_BIN:-$ROOT/target/release/examples/ads_bench}"
+if [ -z "${TESSERA_BIN:-}" ] || [ -z "${ADS_BENCH_BIN:-}" ]; then
+    cargo build -q --release --bin tessera --example ads_bench
+fi
 WORK="$(mktemp -d)"
 DB_NAME="tessera_ads_bench"
 case "$BACKEND" in
@@ -48,7 +56,7 @@ env "${KV[@]}" DATABASE_URL="$DATABASE_URL" DATABASE_MAX_CONNECTIONS=20 \
     ADS_SSV_KEYS_URL="http://127.0.0.1:$KEYS_PORT/admob/reward/verifier-keys.json" \
     REQUIRED_DURATION=1 MIN_INTERVAL=0 DAILY_CAP_USER=1000000 DAILY_CAP_DEVICE=1000000 \
     ADS_DAILY_CAP_IP=1000000 ADS_PREPARE_RATE=100000/1s ADS_SSV_RATE=100000/1s \
-    "$ROOT/target/release/tessera" serve >"$OUT/server.log" 2>&1 &
+    "$SERVER_BIN" serve >"$OUT/server.log" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true
@@ -64,6 +72,6 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-"$ROOT/target/release/examples/ads_bench" "http://127.0.0.1:$PORT" "$KEYS_PORT" "$CLIENTS" "$PER" |
+"$CLIENT_BIN" "http://127.0.0.1:$PORT" "$KEYS_PORT" "$CLIENTS" "$PER" |
     tee "$OUT/result.txt"
 echo "backend=$BACKEND (raw output in ${OUT#"$ROOT"/})"
