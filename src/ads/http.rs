@@ -228,7 +228,7 @@ async fn issued_nonce(
     }
     let owner = owner
         .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(ApiError::unauthenticated)?;
+        .ok_or_else(service::account_disabled)?;
     Ok(Issued {
         halved: service::is_halved(state, &owner),
         row,

@@ -322,6 +322,15 @@ async fn load_user(state: &AppState, user_id: Uuid) -> Result<user::Model, ApiEr
         .ok_or_else(ApiError::unauthenticated)
 }
 
+/// A callback's reward for an account disabled since its ad was prepared: not credited.
+pub fn account_disabled() -> ApiError {
+    refuse(
+        ErrorCode::Forbidden,
+        "account_disabled",
+        "this account is disabled; its ad rewards are not credited",
+    )
+}
+
 /// Issues a nonce and its ticket after every check on the caller.
 pub async fn prepare(
     state: &AppState,
@@ -824,7 +833,14 @@ pub async fn credit(
 ) -> Result<Completed, ApiError> {
     let halved = match halved {
         Some(h) => h,
-        None => is_halved(state, &load_user(state, nonce.user_id).await?),
+        None => {
+            let user = user::Entity::find_by_id(nonce.user_id)
+                .one(state.db.conn())
+                .await?
+                .filter(|u| u.disabled_at.is_none())
+                .ok_or_else(account_disabled)?;
+            is_halved(state, &user)
+        }
     };
     let caps = caps_for(state, halved).await;
     let amount = state.config.ads.reward_amount;
@@ -993,9 +1009,6 @@ async fn credit_in(
         })),
     )
     .await?;
-    if moved.replayed {
-        return Ok(None);
-    }
     let reward = ad_reward::Model {
         id,
         user_id: nonce.user_id,

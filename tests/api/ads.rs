@@ -1117,8 +1117,8 @@ async fn sixty_completions_racing_a_cap_of_forty_credit_forty() {
     assert_sound(&app).await;
 }
 
-#[tokio::test]
-async fn postbacks_release_completions_that_wait_for_them() {
+/// An app whose Monetag completions wait for the valued postback, its base URL and a user.
+async fn postback_app() -> (TestApp, String, Session) {
     let app = builder()
         .configure(|c| {
             c.ads.monetag_require_postback = true;
@@ -1128,6 +1128,12 @@ async fn postbacks_release_completions_that_wait_for_them() {
         .await;
     let base = format!("http://{}", app.addr);
     let sam = app.register("sam@example.com", "sam").await;
+    (app, base, sam)
+}
+
+#[tokio::test]
+async fn postbacks_release_completions_that_wait_for_them() {
+    let (app, base, sam) = postback_app().await;
 
     // Completion first: PENDING until the valued postback.
     let (nonce, t) = ticket(&app, &sam).await;
@@ -1185,6 +1191,63 @@ async fn postbacks_release_completions_that_wait_for_them() {
         "unknown_nonce"
     );
     assert_eq!(balance(&app, &sam).await, 10);
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
+async fn callbacks_for_a_disabled_account_credit_nothing() {
+    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+    use tessera::identity::entity::user;
+    let (app, base, sam) = postback_app().await;
+    let gma = gma_nonce(&app, &sam).await;
+    let (monetag, t) = ticket(&app, &sam).await;
+    advance(&app, 31);
+    assert_eq!(outcome(&complete(&app, &sam, &t, 31).await), "PENDING");
+    let set_disabled = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        let (app, id) = (&app, sam.user_id.parse::<uuid::Uuid>().unwrap());
+        async move {
+            user::Entity::update_many()
+                .col_expr(user::Column::DisabledAt, Expr::value(at))
+                .filter(user::Column::Id.eq(id))
+                .exec(app.state.db.conn())
+                .await
+                .unwrap();
+        }
+    };
+    set_disabled(Some(chrono::Utc::now())).await;
+    let p = [
+        ("eventId", "ev-1"),
+        ("uid", sam.user_id.as_str()),
+        ("nonce", gma.as_str()),
+        ("amount", "5"),
+        ("duration", "31"),
+    ];
+    let (status, body) = get(&app, &format!("/ads/ssv?{}", legacy_query(&p))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("account_disabled"))
+    );
+    let (status, body) = monetag_postback(&base, &monetag, "valued", "0.004")
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "account_disabled"
+    );
+    assert_eq!(rewards(&app).await, 0);
+    assert_sound(&app).await;
+
+    // Enabled again: the same callbacks credit, once each.
+    set_disabled(None).await;
+    let (status, body) = get(&app, &format!("/ads/ssv?{}", legacy_query(&p))).await;
+    assert_eq!((status, body["credited"].as_i64()), (200, Some(5)));
+    let (status, body) = monetag_postback(&base, &monetag, "valued", "0.004")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["credited"], 5);
+    assert_eq!((balance(&app, &sam).await, rewards(&app).await), (10, 2));
     assert_sound(&app).await;
 }
 
