@@ -251,7 +251,7 @@ async fn credit_issued(
     event_id: String,
 ) -> Result<Completed, ApiError> {
     if issued.row.credited_at.is_some() {
-        return service::duplicate(state, issued.row.user_id).await;
+        return service::unchanged(state, issued.row.user_id, Outcome::Duplicate).await;
     }
     service::credit(
         state,

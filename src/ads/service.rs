@@ -730,12 +730,7 @@ async fn complete_checked(
             }
             _ => Outcome::Duplicate,
         };
-        let (balance, _) = wallet::balances(state.db.conn(), user_id).await?;
-        return Ok(Completed {
-            outcome,
-            credited: 0,
-            balance,
-        });
+        return unchanged(state, user_id, outcome).await;
     }
     let result = complete_locked(state, &claims).await;
     let keep_lock = matches!(
@@ -780,16 +775,12 @@ async fn complete_locked(state: &AppState, claims: &Claims) -> Result<Completed,
             ));
         };
         if row.postback_event.as_deref() != Some("valued") {
-            let (balance, _) = wallet::balances(state.db.conn(), row.user_id).await?;
-            return Ok(Completed {
-                outcome: if row.credited_at.is_some() {
-                    Outcome::Duplicate
-                } else {
-                    Outcome::Pending
-                },
-                credited: 0,
-                balance,
-            });
+            let outcome = if row.credited_at.is_some() {
+                Outcome::Duplicate
+            } else {
+                Outcome::Pending
+            };
+            return unchanged(state, row.user_id, outcome).await;
         }
     }
     // The ticket carries what the credit needs, the cap's halving included.
@@ -888,7 +879,7 @@ pub async fn credit(
         }
     };
     let Some((reward, balance)) = credited else {
-        return duplicate(state, nonce.user_id).await;
+        return unchanged(state, nonce.user_id, Outcome::Duplicate).await;
     };
     after_credit(state, &reward).await;
     Ok(Completed {
@@ -898,11 +889,15 @@ pub async fn credit(
     })
 }
 
-/// The answer to a reward credited before: nothing moves; the user's balance as it is.
-pub async fn duplicate(state: &AppState, user_id: Uuid) -> Result<Completed, ApiError> {
+/// An answer that moved nothing (credited before, or waiting): the user's balance as it is.
+pub async fn unchanged(
+    state: &AppState,
+    user_id: Uuid,
+    outcome: Outcome,
+) -> Result<Completed, ApiError> {
     let (balance, _) = wallet::balances(state.db.conn(), user_id).await?;
     Ok(Completed {
-        outcome: Outcome::Duplicate,
+        outcome,
         credited: 0,
         balance,
     })
