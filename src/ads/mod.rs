@@ -14,6 +14,7 @@
 //!   `ad_rewards` row (unique nonce and event id) and the wallet transfer
 //!   (`system:ads` → user, idempotency key `ads:<nonce>`).
 
+pub mod batch;
 pub mod config;
 pub mod dev;
 pub mod entity;
@@ -66,6 +67,8 @@ pub struct AdsState {
     ssv_ok_pending: AtomicI64,
     /// A write of `ssv_ok_pending` is scheduled.
     ssv_ok_flush_due: AtomicBool,
+    /// Credits waiting to be written together.
+    pub credits: batch::CreditQueue,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,6 +169,7 @@ impl AdsState {
             ratio: Mutex::new(None),
             ssv_ok_pending: AtomicI64::new(0),
             ssv_ok_flush_due: AtomicBool::new(false),
+            credits: batch::CreditQueue::default(),
         })
     }
 }

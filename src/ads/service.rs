@@ -157,7 +157,7 @@ fn refuse(code: ErrorCode, reason: &'static str, message: impl Into<String>) -> 
 
 /// The cap scopes of one reward.
 #[derive(Debug, Clone)]
-struct Scopes {
+pub(super) struct Scopes {
     user: String,
     device: String,
     ip: Option<String>,
@@ -170,6 +170,18 @@ impl Scopes {
             device: format!("device:{device}"),
             ip: ip.map(|ip| format!("ip:{ip}")),
         }
+    }
+
+    /// Each scope that applies with its cap and its index (user, device, address).
+    pub(super) fn with_caps(&self, caps: Caps) -> Vec<(usize, &str, u32)> {
+        [
+            (0, Some(self.user.as_str()), caps.user),
+            (1, Some(self.device.as_str()), caps.device),
+            (2, self.ip.as_deref(), caps.ip),
+        ]
+        .into_iter()
+        .filter_map(|(i, scope, cap)| Some((i, scope?, cap)))
+        .collect()
     }
 }
 
@@ -272,20 +284,29 @@ async fn last_reward_left(
         return Ok(Duration::ZERO);
     }
     let now = state.ads.clock.now();
-    let since = now - interval;
-    let last = ad_reward::Entity::find()
+    let last = latest_reward(conn, now - interval, &[user], &[device]).await?;
+    Ok(last
+        .map(|r| (r.created_at + interval - now).to_std().unwrap_or_default())
+        .unwrap_or_default())
+}
+
+/// The newest reward after `since` to any of these users or on any of these devices.
+pub(super) async fn latest_reward(
+    conn: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+    users: &[Uuid],
+    devices: &[&str],
+) -> Result<Option<ad_reward::Model>, sea_orm::DbErr> {
+    ad_reward::Entity::find()
         .filter(
             sea_orm::Condition::any()
-                .add(ad_reward::Column::UserId.eq(user))
-                .add(ad_reward::Column::DeviceHash.eq(device)),
+                .add(ad_reward::Column::UserId.is_in(users.iter().copied()))
+                .add(ad_reward::Column::DeviceHash.is_in(devices.iter().copied())),
         )
         .filter(ad_reward::Column::CreatedAt.gt(since))
         .order_by_desc(ad_reward::Column::CreatedAt)
         .one(conn)
-        .await?;
-    Ok(last
-        .map(|r| (r.created_at + interval - now).to_std().unwrap_or_default())
-        .unwrap_or_default())
+        .await
 }
 
 fn cap_refusal(which: usize, now: DateTime<Utc>) -> ApiError {
@@ -811,8 +832,85 @@ impl From<&ad_nonce::Model> for Grant {
     }
 }
 
+/// One reward to credit: the grant, the caps that apply to its user now, and what the
+/// network said.
+#[derive(Debug, Clone)]
+pub struct CreditJob {
+    pub grant: Grant,
+    pub caps: Caps,
+    pub network: String,
+    pub event_id: Option<String>,
+    pub amount: i64,
+}
+
+impl CreditJob {
+    /// The scopes this credit counts against, by name.
+    pub(super) fn scope_names(&self) -> Vec<String> {
+        let Scopes { user, device, ip } = self.scopes();
+        [Some(user), Some(device), ip]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    pub(super) fn scopes(&self) -> Scopes {
+        Scopes::new(
+            self.grant.user_id,
+            &self.grant.device_hash,
+            self.grant.ip.as_deref(),
+        )
+    }
+
+    /// The transfer that pays this reward, written as reward `id`.
+    pub(super) fn transfer(&self, id: Uuid) -> TransferRequest {
+        TransferRequest::new(
+            Account::System(SystemAccount::Ads),
+            Account::User(self.grant.user_id),
+            self.amount,
+            TransferKind::AdReward,
+        )
+        .reference(format!("ad_reward:{id}"))
+        .idempotency_key(Some(format!("ads:{}", self.grant.nonce)))
+        // The nonce claimed before the transfer is this key's claim: no earlier transfer
+        // can hold it.
+        .key_claimed()
+        .metadata(serde_json::json!({
+            "network": self.network,
+            "placement": self.grant.placement,
+        }))
+    }
+
+    pub(super) fn reward(
+        &self,
+        id: Uuid,
+        transfer_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> ad_reward::Model {
+        let grant = &self.grant;
+        ad_reward::Model {
+            id,
+            user_id: grant.user_id,
+            nonce: grant.nonce.clone(),
+            provider: grant.provider.clone(),
+            network: self.network.clone(),
+            placement: grant.placement.clone(),
+            device_hash: grant.device_hash.clone(),
+            ip: grant.ip.clone(),
+            event_id: self.event_id.clone(),
+            amount: self.amount,
+            transfer_id,
+            created_at: now,
+        }
+    }
+}
+
+/// A reward written and the user's balance after it; `None` when the nonce or the event
+/// was credited already.
+pub type Credited = Option<(ad_reward::Model, i64)>;
+
 /// Credits the reward of `nonce` once: cooldown, caps, the reward row and the transfer in
-/// one transaction. A nonce or event id already credited answers DUPLICATE.
+/// one transaction, which it may share with other credits arriving at the same time
+/// ([`super::batch`]). A nonce or event id already credited answers DUPLICATE.
 /// `halved`: whether the user gets half the cap, when the caller knows (a ticket says);
 /// read from the user's row otherwise.
 pub async fn credit(
@@ -833,29 +931,38 @@ pub async fn credit(
             is_halved(state, &user)
         }
     };
-    let caps = caps_for(state, halved).await;
-    let amount = state.config.ads.reward_amount;
+    let job = CreditJob {
+        grant: nonce.clone(),
+        caps: caps_for(state, halved).await,
+        network: network.to_owned(),
+        event_id,
+        amount: state.config.ads.reward_amount,
+    };
+    let Some((reward, balance)) = super::batch::submit(state, job).await? else {
+        return unchanged(state, nonce.user_id, Outcome::Duplicate).await;
+    };
+    after_credit(state, &reward).await;
+    Ok(Completed {
+        outcome: Outcome::Credited,
+        credited: reward.amount,
+        balance,
+    })
+}
+
+/// Credits `job` in a transaction of its own, again after a lost race or a transient
+/// database error; a refusal names its reason.
+pub(super) async fn credit_alone(state: &AppState, job: &CreditJob) -> Result<Credited, ApiError> {
     let mut tries = 0;
-    let credited = loop {
+    loop {
         let txn = state.db.begin_write().await?;
-        match credit_in(
-            state,
-            &txn,
-            nonce,
-            network,
-            event_id.as_deref(),
-            caps,
-            amount,
-        )
-        .await
-        {
-            Ok(Some(credited)) => {
-                txn.commit().await?;
-                break Some(credited);
-            }
-            Ok(None) => {
-                txn.rollback().await?;
-                break None;
+        match credit_in(state, &txn, job).await {
+            Ok(credited) => {
+                if credited.is_some() {
+                    txn.commit().await?;
+                } else {
+                    txn.rollback().await?;
+                }
+                return Ok(credited);
             }
             Err(CreditError::Db(e)) => {
                 txn.rollback().await?;
@@ -877,16 +984,7 @@ pub async fn credit(
                 return Err(e);
             }
         }
-    };
-    let Some((reward, balance)) = credited else {
-        return unchanged(state, nonce.user_id, Outcome::Duplicate).await;
-    };
-    after_credit(state, &reward).await;
-    Ok(Completed {
-        outcome: Outcome::Credited,
-        credited: reward.amount,
-        balance,
-    })
+    }
 }
 
 /// An answer that moved nothing (credited before, or waiting): the user's balance as it is.
@@ -949,18 +1047,15 @@ impl From<crate::wallet::service::WalletError> for CreditError {
 async fn credit_in(
     state: &AppState,
     txn: &sea_orm::DatabaseTransaction,
-    nonce: &Grant,
-    network: &str,
-    event_id: Option<&str>,
-    caps: Caps,
-    amount: i64,
-) -> Result<Option<(ad_reward::Model, i64)>, CreditError> {
+    job: &CreditJob,
+) -> Result<Credited, CreditError> {
     let now = state.ads.clock.now();
+    let grant = &job.grant;
     // Claim the nonce first: a racing credit of the same nonce waits on this row and then
     // finds it claimed.
     let claimed = ad_nonce::Entity::update_many()
         .col_expr(ad_nonce::Column::CreditedAt, Expr::value(now))
-        .filter(ad_nonce::Column::Nonce.eq(nonce.nonce.as_str()))
+        .filter(ad_nonce::Column::Nonce.eq(grant.nonce.as_str()))
         .filter(ad_nonce::Column::CreditedAt.is_null())
         .exec(txn)
         .await?;
@@ -970,90 +1065,68 @@ async fn credit_in(
     let interval = state.config.ads.min_interval > 0;
     if interval {
         // One user's credits run one after another from here.
-        wallet::lock_user(txn, nonce.user_id).await?;
+        wallet::lock_user(txn, grant.user_id).await?;
     }
-    let day = day_of(now);
-    let scopes = Scopes::new(nonce.user_id, &nonce.device_hash, nonce.ip.as_deref());
-    if let Some(full) = bump(txn, &scopes, &day, caps).await? {
-        return Err(CreditError::Refused(cap_refusal(full, now)));
+    let scopes = job.scopes();
+    let wanted = scopes.with_caps(job.caps);
+    if let Some(&(i, _, _)) = wanted.iter().find(|(_, _, cap)| *cap == 0) {
+        return Err(CreditError::Refused(cap_refusal(i, now)));
+    }
+    let raised = raise_counts(txn, &day_of(now), &wanted).await?;
+    // A scope left out was at its cap.
+    if let Some(&(i, _, _)) = wanted
+        .iter()
+        .find(|(_, name, _)| !raised.iter().any(|r| r == name))
+    {
+        return Err(CreditError::Refused(cap_refusal(i, now)));
     }
     if interval {
         // The device's counter row is locked now too, so two accounts crediting on one
         // device also run one after another and the second sees the first's reward.
-        let left = last_reward_left(txn, state, nonce.user_id, &nonce.device_hash).await?;
+        let left = last_reward_left(txn, state, grant.user_id, &grant.device_hash).await?;
         if !left.is_zero() {
             return Err(CreditError::Refused(cooldown_refusal(left)));
         }
     }
     let id = Uuid::now_v7();
-    let moved = wallet::transfer_in(
-        txn,
-        &TransferRequest::new(
-            Account::System(SystemAccount::Ads),
-            Account::User(nonce.user_id),
-            amount,
-            TransferKind::AdReward,
-        )
-        .reference(format!("ad_reward:{id}"))
-        .idempotency_key(Some(format!("ads:{}", nonce.nonce)))
-        // The nonce claimed above is this key's claim: no earlier transfer can hold it.
-        .key_claimed()
-        .metadata(serde_json::json!({
-            "network": network,
-            "placement": nonce.placement,
-        })),
-    )
-    .await?;
-    let reward = ad_reward::Model {
-        id,
-        user_id: nonce.user_id,
-        nonce: nonce.nonce.clone(),
-        provider: nonce.provider.clone(),
-        network: network.to_owned(),
-        placement: nonce.placement.clone(),
-        device_hash: nonce.device_hash.clone(),
-        ip: nonce.ip.clone(),
-        event_id: event_id.map(str::to_owned),
-        amount,
-        transfer_id: moved.transfer.id,
-        created_at: now,
-    };
+    let moved = wallet::transfer_in(txn, &job.transfer(id)).await?;
+    let reward = job.reward(id, moved.transfer.id, now);
     // A network event credited under another nonce before: the unique event id says so,
     // and the caller rolls the whole credit back.
-    let inserted = ad_reward::Entity::insert(reward.clone().into_active_model())
+    if insert_rewards(txn, [reward.clone()]).await? == 0 {
+        return Ok(None);
+    }
+    Ok(Some((reward, moved.transfer.credit_balance_after)))
+}
+
+/// Inserts reward rows, skipping any whose event id was credited before; how many were
+/// inserted.
+pub(super) async fn insert_rewards(
+    txn: &impl ConnectionTrait,
+    rewards: impl IntoIterator<Item = ad_reward::Model>,
+) -> Result<u64, sea_orm::DbErr> {
+    ad_reward::Entity::insert_many(rewards.into_iter().map(IntoActiveModel::into_active_model))
         .on_conflict(
             OnConflict::column(ad_reward::Column::EventId)
                 .do_nothing()
                 .to_owned(),
         )
         .exec_without_returning(txn)
-        .await?;
-    if inserted == 0 {
-        return Ok(None);
-    }
-    Ok(Some((reward, moved.transfer.credit_balance_after)))
+        .await
 }
 
-/// Adds one to each scope's count of `day` (user, device, then the address), each only
-/// while below its cap, in one upsert: a row is inserted at 1 or raised. The index of the
-/// first scope whose cap was reached already, if one was (the caller rolls back).
-async fn bump(
+/// Adds one to each named scope's count of `day`, each only while below its own cap, in one
+/// upsert: a row is inserted at 1 or raised. The scopes raised; one left out was at its
+/// cap. A scope must appear once. The rows are written (and locked) in the order of their
+/// names, the same in every credit, so two credits never wait on each other's counters in
+/// a cycle.
+pub(super) async fn raise_counts(
     txn: &impl ConnectionTrait,
-    scopes: &Scopes,
     day: &str,
-    caps: Caps,
-) -> Result<Option<usize>, sea_orm::DbErr> {
-    let wanted: Vec<(usize, &str, u32)> = [
-        (0, Some(scopes.user.as_str()), caps.user),
-        (1, Some(scopes.device.as_str()), caps.device),
-        (2, scopes.ip.as_deref(), caps.ip),
-    ]
-    .into_iter()
-    .filter_map(|(i, scope, cap)| Some((i, scope?, cap)))
-    .collect();
-    if let Some(&(i, _, _)) = wanted.iter().find(|(_, _, cap)| *cap == 0) {
-        return Ok(Some(i));
-    }
+    wanted: &[(usize, &str, u32)],
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let mut wanted = wanted.to_vec();
+    wanted.sort_unstable_by_key(|(_, name, _)| *name);
     let count = Expr::col((ad_daily_count::Entity, ad_daily_count::Column::Count));
     let scope = Expr::col((ad_daily_count::Entity, ad_daily_count::Column::Scope));
     let cap_of_row = wanted
@@ -1077,11 +1150,7 @@ async fn bump(
     )
     .exec_with_returning(txn)
     .await?;
-    // The rows returned are the ones inserted or raised; one left out was at its cap.
-    Ok(wanted
-        .iter()
-        .find(|(_, name, _)| !raised.iter().any(|r| r.scope == *name))
-        .map(|(i, _, _)| *i))
+    Ok(raised.into_iter().map(|r| r.scope).collect())
 }
 
 fn ratio_key(kind: &str, minute: i64) -> String {

@@ -123,6 +123,7 @@ pub struct Metrics {
     ads_reward_amount: Counter<u64>,
     ads_failure_ratio: opentelemetry::metrics::Gauge<f64>,
     ads_effective_cap: opentelemetry::metrics::Gauge<u64>,
+    ads_credit_writes: Counter<u64>,
     stripe_webhooks: Counter<u64>,
     billing_events: Counter<u64>,
 }
@@ -205,6 +206,12 @@ impl Metrics {
             ads_effective_cap: meter
                 .u64_gauge("rewarded_ads_effective_daily_cap")
                 .with_description("Rewards per user per day after the adaptive cut")
+                .build(),
+            ads_credit_writes: meter
+                .u64_counter("rewarded_ads_credit_writes")
+                .with_description(
+                    "Ad credits by how they were written: single (alone), batched (several in one transaction) or fallback (a batch undone and written one by one)",
+                )
                 .build(),
             stripe_webhooks: meter
                 .u64_counter("stripe_webhooks")
@@ -297,6 +304,11 @@ impl Metrics {
 
     pub fn record_ads_failure_ratio(&self, ratio: f64) {
         self.ads_failure_ratio.record(ratio, &[]);
+    }
+
+    pub fn record_ads_credit_batch(&self, how: &'static str, credits: u64) {
+        self.ads_credit_writes
+            .add(credits, &[KeyValue::new("how", how)]);
     }
 
     pub fn record_ads_effective_cap(&self, cap: u64) {

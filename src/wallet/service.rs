@@ -15,7 +15,8 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    TryIntoModel,
+    sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query},
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -398,12 +399,22 @@ pub async fn lock_user(
     user_id: Uuid,
 ) -> std::result::Result<(), DbErr> {
     open_user_account(conn, user_id).await?;
-    account::Entity::update_many()
+    lock_users(conn, &[user_id]).await?;
+    Ok(())
+}
+
+/// Locks these users' coin account rows as [`lock_user`] locks one, without opening any:
+/// false when one of them has no account row yet.
+pub async fn lock_users(
+    conn: &impl ConnectionTrait,
+    users: &[Uuid],
+) -> std::result::Result<bool, DbErr> {
+    let locked = account::Entity::update_many()
         .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(account::Column::Id.eq(Account::User(user_id).id()))
+        .filter(account::Column::Id.is_in(users.iter().map(|u| Account::User(*u).id())))
         .exec(conn)
         .await?;
-    Ok(())
+    Ok(locked.rows_affected == users.len() as u64)
 }
 
 async fn create_account(conn: &impl ConnectionTrait, slot: Slot) -> std::result::Result<(), DbErr> {
@@ -577,17 +588,14 @@ async fn apply_to(conn: &impl ConnectionTrait, slot: Slot, change: Change) -> Re
     }
 }
 
-/// Writes the transfer row for a movement that was just applied, with the balances both
-/// accounts were left with; `fill` sets what differs from a plain posted transfer.
-async fn record(
-    conn: &impl ConnectionTrait,
+/// The row of a plain posted transfer that left the two accounts with these balances.
+fn posted_row(
     (debit, credit): (Uuid, Uuid),
     amount: i64,
     kind: &str,
-    (d, c): (AfterUpdate, AfterUpdate),
-    fill: impl FnOnce(&mut transfer::ActiveModel),
-) -> Result<Transferred> {
-    let mut row = transfer::ActiveModel {
+    (debit_after, credit_after): (i64, i64),
+) -> transfer::ActiveModel {
+    transfer::ActiveModel {
         id: Set(Uuid::now_v7()),
         debit_account_id: Set(debit),
         credit_account_id: Set(credit),
@@ -604,16 +612,44 @@ async fn record(
         idempotency_key: Set(None),
         request_hash: Set(None),
         metadata: Set(serde_json::json!({})),
-        debit_balance_after: Set(d.balance),
-        credit_balance_after: Set(c.balance),
+        debit_balance_after: Set(debit_after),
+        credit_balance_after: Set(credit_after),
         created_at: Set(Utc::now()),
-    };
+    }
+}
+
+/// Writes the transfer row for a movement that was just applied, with the balances both
+/// accounts were left with; `fill` sets what differs from a plain posted transfer.
+async fn record(
+    conn: &impl ConnectionTrait,
+    accounts: (Uuid, Uuid),
+    amount: i64,
+    kind: &str,
+    (d, c): (AfterUpdate, AfterUpdate),
+    fill: impl FnOnce(&mut transfer::ActiveModel),
+) -> Result<Transferred> {
+    let mut row = posted_row(accounts, amount, kind, (d.balance, c.balance));
     fill(&mut row);
     Ok(Transferred {
         transfer: row.insert(conn).await?,
         replayed: false,
         users: [d.user_id, c.user_id].into_iter().flatten().collect(),
     })
+}
+
+/// What a request adds to its transfer row: reference, key, metadata, reservation.
+fn fill_from(req: &TransferRequest, fingerprint: String, row: &mut transfer::ActiveModel) {
+    if let Some(timeout) = req.pending_timeout {
+        row.phase = Set("pending".to_owned());
+        row.status = Set("pending".to_owned());
+        row.timeout_at = Set(Some(timeout_at(timeout)));
+    }
+    row.reference = Set(req.reference.clone());
+    row.idempotency_key = Set(req.idempotency_key.clone());
+    row.request_hash = Set(req.idempotency_key.as_ref().map(|_| fingerprint));
+    if !serde_json::Value::is_null(&req.metadata) {
+        row.metadata = Set(req.metadata.clone());
+    }
 }
 
 /// The order in which account rows are locked, the same everywhere so that two
@@ -701,18 +737,14 @@ pub async fn transfer_in(
     {
         return Ok(done);
     }
-    let (debit_change, credit_change, phase, status) = match req.pending_timeout {
+    let (debit_change, credit_change) = match req.pending_timeout {
         None => (
             Change::by(-req.amount, 0, 0).needing(req.amount),
             Change::by(req.amount, 0, 0),
-            "single",
-            "posted",
         ),
         Some(_) => (
             Change::by(0, req.amount, 0).needing(req.amount),
             Change::by(0, 0, req.amount),
-            "pending",
-            "pending",
         ),
     };
     let (debit, credit) = (req.debit.slot(), req.credit.slot());
@@ -723,19 +755,104 @@ pub async fn transfer_in(
         req.amount,
         req.kind.as_str(),
         after,
-        |row| {
-            row.phase = Set(phase.to_owned());
-            row.status = Set(status.to_owned());
-            row.timeout_at = Set(req.pending_timeout.map(timeout_at));
-            row.reference = Set(req.reference.clone());
-            row.idempotency_key = Set(req.idempotency_key.clone());
-            row.request_hash = Set(req.idempotency_key.as_ref().map(|_| fingerprint));
-            if !serde_json::Value::is_null(&req.metadata) {
-                row.metadata = Set(req.metadata.clone());
-            }
-        },
+        |row| fill_from(req, fingerprint, row),
     )
     .await
+}
+
+/// Pays many users from one system account inside the caller's transaction, as
+/// [`transfer_in`] would one request after another, in three statements: the users' rows
+/// (first, as in every transfer's lock order), one shard of the system account, and every
+/// transfer row, each with the balances it left. The requests must be posted transfers from
+/// the same system account to distinct users, under keys the caller claimed (or none).
+/// `None` when a user has no account row yet; the caller rolls back and pays that user
+/// with [`transfer_in`], which opens it.
+pub async fn pay_out_in(
+    conn: &impl ConnectionTrait,
+    reqs: &[TransferRequest],
+) -> Result<Option<Vec<Transferred>>> {
+    let Some(first) = reqs.first() else {
+        return Ok(Some(Vec::new()));
+    };
+    let mut users = std::collections::HashSet::new();
+    for req in reqs {
+        validate(req)?;
+        let payout = matches!(first.debit, Account::System(_))
+            && req.debit == first.debit
+            && req.pending_timeout.is_none()
+            && (req.idempotency_key.is_none() || req.key_claimed)
+            && matches!(req.credit, Account::User(id) if users.insert(id));
+        if !payout {
+            return Err(WalletError::InvalidInput(
+                "a payout moves posted coins from one system account to distinct users under claimed keys",
+            ));
+        }
+    }
+    use account::Column as C;
+    let raise = if reqs.iter().all(|r| r.amount == first.amount) {
+        Expr::col(C::Balance).add(first.amount)
+    } else {
+        Expr::col(C::Balance).add(
+            reqs.iter()
+                .fold(CaseStatement::new(), |case, r| {
+                    case.case(Expr::col(C::Id).eq(r.credit.id()), r.amount)
+                })
+                .finally(0),
+        )
+    };
+    let mut update = Query::update();
+    update
+        .table(account::Entity)
+        .value(C::Balance, raise)
+        .value(C::UpdatedAt, Utc::now())
+        .and_where(Expr::col(C::Id).is_in(reqs.iter().map(|r| r.credit.id())))
+        .returning(Query::returning().columns([C::Id, C::Balance]));
+    let rows = conn.query_all(&update).await?;
+    if rows.len() != reqs.len() {
+        return Ok(None);
+    }
+    let mut credited = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        credited.insert(
+            row.try_get::<Uuid>("", "id")?,
+            row.try_get::<i64>("", "balance")?,
+        );
+    }
+    let total: i64 = reqs.iter().map(|r| r.amount).sum();
+    let debit = first.debit.slot();
+    let paid = apply_to(conn, debit, Change::by(-total, 0, 0).needing(total)).await?;
+    // The system account's balance after each transfer, as if they had run in this order.
+    let mut still_to_pay = total;
+    let mut rows = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        still_to_pay -= req.amount;
+        let credit = req.credit.id();
+        let mut row = posted_row(
+            (debit.id(), credit),
+            req.amount,
+            req.kind.as_str(),
+            (paid.balance + still_to_pay, credited[&credit]),
+        );
+        fill_from(req, req.fingerprint(), &mut row);
+        rows.push(row);
+    }
+    transfer::Entity::insert_many(rows.clone())
+        .exec_without_returning(conn)
+        .await?;
+    rows.into_iter()
+        .zip(reqs)
+        .map(|(row, req)| {
+            Ok(Transferred {
+                transfer: row.try_into_model()?,
+                replayed: false,
+                users: match req.credit {
+                    Account::User(id) => vec![id],
+                    Account::System(_) => Vec::new(),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// Moves coins in a transaction of its own, retried on transient database errors, and

@@ -1166,15 +1166,7 @@ async fn a_proxy_host_is_proxied_on_every_path_and_use_is_recorded() {
     );
 
     // The checks are counted by level and outcome.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("access_token_checks"), "{metrics}");
     assert!(metrics.contains("access_proxy_requests"), "{metrics}");
 }

@@ -1470,15 +1470,7 @@ async fn metrics_name_every_ads_series() {
     assert_eq!(error_of(&bad).1, "placement_not_allowed");
     assert_eq!(get(&app, "/ads/ssv?eventId=e").await.0, 400);
     let _ = gql(&app, &sam, STATUS, json!({})).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for series in [
         "rewarded_ads_prepare_total{",
         "rewarded_ads_ssv_total{",
@@ -1820,5 +1812,237 @@ async fn an_ad_tag_played_to_the_end_is_credited_by_googles_callback() {
     assert_eq!(google.callbacks().len(), 2);
     assert_eq!(balance(&app, &ivy).await, 5);
     assert_eq!(rewards(&app).await, 1);
+    assert_sound(&app).await;
+}
+
+/// A GMA nonce prepared from a device and address of the user's own (trusted proxy
+/// headers), so that its credit shares no cap scope with another user's.
+async fn own_device_nonce(app: &TestApp, s: &Session, i: usize) -> String {
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&s.access)
+        .header("user-agent", format!("{UA} Device/{i}"))
+        .header("x-forwarded-for", format!("198.51.{}.7", 100 + i))
+        .json(&json!({
+            "query": PREPARE,
+            "variables": {"i": {"provider": "GMA", "placement": "boost"}},
+        }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(body["errors"].is_null(), "{body}");
+    body["data"]["prepareAdReward"]["nonce"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The credit a callback for `nonce` with `event` asks for.
+async fn credit_job(app: &TestApp, nonce: &str, event: &str) -> tessera::ads::service::CreditJob {
+    use tessera::ads::{entity::ad_nonce, service};
+    let row = ad_nonce::Entity::find_by_id(nonce.to_owned())
+        .one(app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    service::CreditJob {
+        grant: service::Grant::from(&row),
+        caps: service::caps_for(&app.state, false).await,
+        network: "test".into(),
+        event_id: Some(event.into()),
+        amount: app.state.config.ads.reward_amount,
+    }
+}
+
+/// Credits counted under `how` in `rewarded_ads_credit_writes`.
+async fn credit_writes(app: &TestApp, how: &str) -> u64 {
+    let text = app.metrics().await;
+    text.lines()
+        .filter(|l| {
+            l.starts_with("rewarded_ads_credit_writes_total{")
+                && l.contains(&format!("how=\"{how}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn many_users(c: &mut Config) {
+    c.identity.login_rate_limit_per_ip = 1000;
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    c.ads.ads_prepare_rate = "1000/1s".parse().unwrap();
+    c.ads.ads_ssv_rate = "1000/1s".parse().unwrap();
+}
+
+/// `n` users, each with a GMA nonce prepared on a device and address of their own.
+async fn people_with_nonces(app: &TestApp, n: usize) -> Vec<(Session, String)> {
+    let mut people = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = app
+            .register(&format!("user{i}@example.com"), &format!("user{i}"))
+            .await;
+        let nonce = own_device_nonce(app, &s, i).await;
+        people.push((s, nonce));
+    }
+    people
+}
+
+#[tokio::test]
+async fn credits_written_together_each_land_once_with_their_own_balances() {
+    use tessera::{ads::batch, wallet::entity::transfer};
+    // The cooldown is on (30 s), so the batch also locks the users and looks for recent
+    // rewards.
+    let app = builder().configure(many_users).spawn().await;
+    let people = people_with_nonces(&app, 6).await;
+    let mut jobs = Vec::new();
+    for (i, (_, nonce)) in people.iter().enumerate() {
+        jobs.push(credit_job(&app, nonce, &format!("ev-{i}")).await);
+    }
+    let answers = batch::write_batch(&app.state, jobs.clone()).await;
+    let mut transfers = Vec::new();
+    for answer in &answers {
+        let (reward, balance) = answer.as_ref().unwrap().as_ref().expect("credited");
+        assert_eq!(*balance, 5);
+        transfers.push(reward.transfer_id);
+    }
+    assert_eq!(credit_writes(&app, "batched").await, 6);
+    for (s, _) in &people {
+        assert_eq!(balance(&app, s).await, 5);
+    }
+    assert_eq!(rewards(&app).await, 6);
+    // Every transfer left the ads account's shard 5 coins lower than the one before.
+    let mut after: Vec<i64> = Vec::new();
+    for id in transfers {
+        let t = transfer::Entity::find_by_id(id)
+            .one(app.state.db.conn())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((t.amount, t.kind.as_str()), (5, "ad_reward"));
+        after.push(t.debit_balance_after);
+    }
+    assert!(after.windows(2).all(|w| w[0] - w[1] == 5), "{after:?}");
+    assert_sound(&app).await;
+
+    // The same credits again: every nonce is claimed, nothing moves.
+    let again = batch::write_batch(&app.state, jobs).await;
+    assert!(again.iter().all(|a| matches!(a, Ok(None))), "{again:?}");
+    assert_eq!(rewards(&app).await, 6);
+    for (s, _) in &people {
+        assert_eq!(balance(&app, s).await, 5);
+    }
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
+async fn a_batch_meeting_a_refusal_is_written_one_by_one_and_each_answer_is_its_own() {
+    use tessera::ads::{batch, entity::ad_nonce};
+    let app = builder()
+        .configure(|c| {
+            many_users(c);
+            c.ads.min_interval = 0;
+            c.ads.daily_cap_user = 1;
+            c.ads.rwd_per_day_min = 1;
+        })
+        .spawn()
+        .await;
+    let (people, nonces): (Vec<_>, Vec<_>) = people_with_nonces(&app, 6).await.into_iter().unzip();
+    // u2's second ad is prepared while the cap still has room.
+    let second = own_device_nonce(&app, &people[2], 2).await;
+    // Earlier today: u1, u2 and u5 were credited (u5 for the network's event "ev-dup").
+    let earlier = vec![
+        credit_job(&app, &nonces[1], "ev-1").await,
+        credit_job(&app, &nonces[2], "ev-2").await,
+        credit_job(&app, &nonces[5], "ev-dup").await,
+    ];
+    let answers = batch::write_batch(&app.state, earlier).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(Some(_)))),
+        "{answers:?}"
+    );
+    assert_eq!(credit_writes(&app, "batched").await, 3);
+
+    // Now a fresh one (u0), u1's nonce again, u2 over the user cap, u3 naming u5's event,
+    // and a fresh one (u4).
+    let jobs = vec![
+        credit_job(&app, &nonces[0], "ev-0").await,
+        credit_job(&app, &nonces[1], "ev-1b").await,
+        credit_job(&app, &second, "ev-2b").await,
+        credit_job(&app, &nonces[3], "ev-dup").await,
+        credit_job(&app, &nonces[4], "ev-4").await,
+    ];
+    let answers = batch::write_batch(&app.state, jobs).await;
+    let said: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            Ok(Some((_, balance))) => format!("credited:{balance}"),
+            Ok(None) => "duplicate".into(),
+            Err(e) => e.label().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "credited:5",
+            "duplicate",
+            "daily_cap_user",
+            "duplicate",
+            "credited:5"
+        ]
+    );
+    assert_eq!(credit_writes(&app, "fallback").await, 5);
+    let balances = join_all(people.iter().map(|s| balance(&app, s))).await;
+    assert_eq!(balances, [5, 5, 5, 0, 5, 5]);
+    assert_eq!(rewards(&app).await, 5);
+    // What was refused is not used up: those nonces can still be credited.
+    for nonce in [&second, &nonces[3]] {
+        let row = ad_nonce::Entity::find_by_id(nonce.clone())
+            .one(app.state.db.conn())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(row.credited_at.is_none(), "{nonce} was used up");
+    }
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
+async fn callbacks_of_many_users_arriving_together_credit_once_each() {
+    let app = builder().configure(many_users).spawn().await;
+    let people = people_with_nonces(&app, 24).await;
+    let mut calls = Vec::new();
+    for (i, (s, nonce)) in people.iter().enumerate() {
+        let event = format!("ev-{i}");
+        let p = [
+            ("eventId", event.as_str()),
+            ("uid", s.user_id.as_str()),
+            ("nonce", nonce.as_str()),
+            ("amount", "5"),
+            ("duration", "31"),
+        ];
+        let path = format!("/ads/ssv?{}", legacy_query(&p));
+        // Each callback is delivered twice at once.
+        calls.push(path.clone());
+        calls.push(path);
+    }
+    let answers = join_all(calls.iter().map(|p| get(&app, p))).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let credited: i64 = answers
+        .iter()
+        .map(|(_, b)| b["credited"].as_i64().unwrap())
+        .sum();
+    let duplicates = answers
+        .iter()
+        .filter(|(_, b)| b["duplicate"] == true)
+        .count();
+    assert_eq!((credited, duplicates), (24 * 5, 24));
+    for (s, _) in &people {
+        assert_eq!(balance(&app, s).await, 5);
+    }
+    assert_eq!(rewards(&app).await, 24);
+    // Forty-eight callbacks at once are more than one credit transaction at a time.
+    assert!(credit_writes(&app, "batched").await >= 2);
+    assert_eq!(credit_writes(&app, "fallback").await, 0);
     assert_sound(&app).await;
 }

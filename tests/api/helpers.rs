@@ -266,6 +266,18 @@ impl TestApp {
         Self::builder().spawn().await
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// A second instance sharing this one's database, kv namespace and keys.
     pub async fn spawn_peer(&self) -> TestApp {
         self.spawn_peer_with(Self::builder()).await

@@ -756,3 +756,159 @@ async fn system_accounts_are_opened_once_at_start_in_shards() {
     let _peer = app.spawn_peer().await;
     assert_eq!(count().await, expected);
 }
+
+#[tokio::test]
+async fn a_payout_pays_many_users_in_one_go_with_each_transfers_balances() {
+    let app = TestApp::spawn().await;
+    let mut users = Vec::new();
+    for name in ["ann", "bob", "cid"] {
+        users.push(uid(&app
+            .register(&format!("{name}@example.com"), name)
+            .await));
+    }
+    let pay = |user: Uuid, amount: i64, key: &str| {
+        TransferRequest::new(
+            Account::System(SystemAccount::Grants),
+            Account::User(user),
+            amount,
+            TransferKind::Grant,
+        )
+        .idempotency_key(Some(key.to_owned()))
+        .key_claimed()
+    };
+    let conn = app.state.db.conn();
+
+    // Refusals: each request must be a posted payment from one system account to a user
+    // not paid twice in the payout, under a claimed key; nothing moves.
+    let stranger = Uuid::now_v7();
+    let refused: [(&str, Vec<TransferRequest>); 5] = [
+        (
+            "two payers",
+            vec![
+                pay(users[0], 5, "k1"),
+                TransferRequest::new(
+                    Account::System(SystemAccount::Ads),
+                    Account::User(users[1]),
+                    5,
+                    TransferKind::Grant,
+                ),
+            ],
+        ),
+        (
+            "one user twice",
+            vec![pay(users[0], 5, "k1"), pay(users[0], 5, "k2")],
+        ),
+        (
+            "a reservation",
+            vec![pay(users[0], 5, "k1").pending(Duration::from_secs(60))],
+        ),
+        (
+            "an unclaimed key",
+            vec![
+                TransferRequest::new(
+                    Account::System(SystemAccount::Grants),
+                    Account::User(users[0]),
+                    5,
+                    TransferKind::Grant,
+                )
+                .idempotency_key(Some("k1".into())),
+            ],
+        ),
+        (
+            "a user paying",
+            vec![TransferRequest::new(
+                Account::User(users[0]),
+                Account::User(users[1]),
+                5,
+                TransferKind::Grant,
+            )],
+        ),
+    ];
+    for (what, reqs) in refused {
+        let txn = app.state.db.begin_write().await.unwrap();
+        let err = service::pay_out_in(&txn, &reqs).await.unwrap_err();
+        assert!(
+            matches!(err, WalletError::InvalidInput(_)),
+            "{what}: {err:?}"
+        );
+        txn.rollback().await.unwrap();
+    }
+    // Someone without an account row: no payout, the caller pays them alone.
+    let txn = app.state.db.begin_write().await.unwrap();
+    let none = service::pay_out_in(&txn, &[pay(users[0], 5, "k1"), pay(stranger, 5, "k2")])
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    txn.rollback().await.unwrap();
+    assert_eq!(transfer_count(&app).await, 0);
+
+    // Different amounts, one statement per table, each row with the balances it left.
+    let txn = app.state.db.begin_write().await.unwrap();
+    let paid = service::pay_out_in(
+        &txn,
+        &[
+            pay(users[0], 3, "k1"),
+            pay(users[1], 7, "k2"),
+            pay(users[2], 11, "k3"),
+        ],
+    )
+    .await
+    .unwrap()
+    .expect("every user has an account");
+    txn.commit().await.unwrap();
+    let rows: Vec<_> = paid.iter().map(|t| &t.transfer).collect();
+    assert_eq!(
+        rows.iter()
+            .map(|t| (t.amount, t.credit_balance_after))
+            .collect::<Vec<_>>(),
+        [(3, 3), (7, 7), (11, 11)]
+    );
+    // The payer's balance after each: as if the three had run one after another.
+    let payer = rows[0].debit_account_id;
+    assert!(rows.iter().all(|t| t.debit_account_id == payer));
+    let shard = account::Entity::find_by_id(payer)
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|t| t.debit_balance_after)
+            .collect::<Vec<_>>(),
+        [shard.balance + 18, shard.balance + 11, shard.balance]
+    );
+    assert_eq!(
+        paid.iter().map(|t| t.users.clone()).collect::<Vec<_>>(),
+        users.iter().map(|u| vec![*u]).collect::<Vec<_>>()
+    );
+    for (user, want) in users.iter().zip([3, 7, 11]) {
+        assert_eq!(service::balances(conn, *user).await.unwrap().0, want);
+    }
+    let stored = transfer::Entity::find_by_id(rows[1].id)
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let fields = |t: &transfer::Model| {
+        (
+            t.amount,
+            t.debit_balance_after,
+            t.credit_balance_after,
+            t.idempotency_key.clone(),
+            t.request_hash.clone(),
+            t.kind.clone(),
+            t.status.clone(),
+        )
+    };
+    assert_eq!(fields(&stored), fields(rows[1]));
+    // The keys' unique index refuses paying under one of them again.
+    let txn = app.state.db.begin_write().await.unwrap();
+    let again = service::pay_out_in(&txn, &[pay(users[0], 3, "k1")]).await;
+    assert!(
+        matches!(again, Err(WalletError::Db(_))),
+        "a claimed key was paid twice: {again:?}"
+    );
+    txn.rollback().await.unwrap();
+    assert_eq!(transfer_count(&app).await, 3);
+    assert_sound(&app).await;
+}

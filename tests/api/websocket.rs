@@ -181,15 +181,7 @@ async fn foreign_origins_and_unknown_subprotocols_are_refused() {
 async fn open_connections_are_counted() {
     let app = TestApp::spawn().await;
     let gauge = || async {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics().await;
         text.lines()
             .find(|l| l.starts_with("graphql_websocket_connections"))
             .and_then(|l| l.rsplit(' ').next())

@@ -1,0 +1,315 @@
+//! Credits that arrive together are written together: one transaction of a fixed number of
+//! statements for a whole batch, instead of one transaction per credit. At a few hundred
+//! callbacks a second per instance the database's per-statement and per-commit costs, not
+//! the work, decide the rate; batching removes most of them.
+//!
+//! A credit joins a queue. One task per instance drains it: while a batch is written, the
+//! credits that arrive wait and form the next one, so an idle server writes each credit at
+//! once (a batch of one is the plain credit transaction) and a busy one writes as many
+//! together as arrived. A batch never holds two credits that share a cap scope (user, device
+//! or address): each counter row is raised once per statement, each user's account row is
+//! updated once, and every cap is decided exactly as for credits one at a time.
+//!
+//! The batch transaction takes the fast path only: it claims the nonces (a nonce already
+//! claimed answers DUPLICATE, as alone), raises the counters, checks the cooldown, pays
+//! every user in one wallet payout and writes the reward rows. When anything else happens
+//! (a cap is full, a cooldown runs, an event id was credited under another nonce, a user
+//! has no account row yet, a database error), the batch is rolled back whole and each of
+//! its credits is written alone, where the refusal is named as it always was. The batch
+//! is an optimisation of what the single credit does, never a second set of rules.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Mutex,
+};
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr,
+    sea_query::{Expr, ExprTrait, Query},
+};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{
+    entity::{ad_nonce, ad_reward},
+    service::{self, CreditJob, Credited},
+};
+use crate::{app::AppState, graphql::ApiError, wallet::service as wallet};
+
+/// Most credits written in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+pub type Answer = Result<Credited, ApiError>;
+
+struct Waiting {
+    job: CreditJob,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The credits waiting for a batch, per instance.
+#[derive(Default)]
+pub struct CreditQueue {
+    inner: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Waiting>,
+    /// A task is draining the queue.
+    draining: bool,
+}
+
+impl CreditQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next batch: waiting credits in arrival order, skipping (for the next batch) any
+    /// that shares a cap scope with one already taken. `None`, and the drain ends, when
+    /// nothing waits.
+    fn next_batch(&self) -> Option<Vec<Waiting>> {
+        let mut queue = self.lock();
+        if queue.waiting.is_empty() {
+            queue.draining = false;
+            return None;
+        }
+        let mut taken = Vec::new();
+        let mut scopes = HashSet::new();
+        let mut later = VecDeque::new();
+        for waiting in queue.waiting.drain(..) {
+            let own = waiting.job.scope_names();
+            if taken.len() == MAX_BATCH || own.iter().any(|s| scopes.contains(s)) {
+                later.push_back(waiting);
+                continue;
+            }
+            scopes.extend(own);
+            taken.push(waiting);
+        }
+        queue.waiting = later;
+        Some(taken)
+    }
+}
+
+/// Ends a drain: normally the queue was found empty; after a panic the waiting credits are
+/// answered with an error (their senders dropped) and the next credit starts a new drain.
+struct DrainGuard(AppState);
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.0.ads.credits.lock();
+            queue.waiting.clear();
+            queue.draining = false;
+        }
+    }
+}
+
+/// Queues `job` and waits for its batch's answer.
+pub async fn submit(state: &AppState, job: CreditJob) -> Answer {
+    let (reply, answer) = oneshot::channel();
+    let start = {
+        let mut queue = state.ads.credits.lock();
+        queue.waiting.push_back(Waiting { job, reply });
+        !std::mem::replace(&mut queue.draining, true)
+    };
+    if start {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let guard = DrainGuard(state);
+            while let Some(batch) = guard.0.ads.credits.next_batch() {
+                write(&guard.0, batch).await;
+            }
+        });
+    }
+    answer.await.unwrap_or_else(|_| Err(interrupted()))
+}
+
+fn interrupted() -> ApiError {
+    ApiError::internal("the credit was interrupted; retry")
+}
+
+/// Writes these credits as one batch, as the queue's drain writes the batches it forms, and
+/// answers each in order.
+///
+/// # Panics
+///
+/// When two of the credits share a cap scope: the queue never batches those.
+pub async fn write_batch(state: &AppState, jobs: Vec<CreditJob>) -> Vec<Answer> {
+    let mut scopes = HashSet::new();
+    let disjoint = jobs
+        .iter()
+        .flat_map(CreditJob::scope_names)
+        .all(|s| scopes.insert(s));
+    assert!(disjoint, "credits written together must share no cap scope");
+    let (batch, answers): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .map(|job| {
+            let (reply, answer) = oneshot::channel();
+            (Waiting { job, reply }, answer)
+        })
+        .unzip();
+    write(state, batch).await;
+    let mut out = Vec::with_capacity(answers.len());
+    for answer in answers {
+        out.push(answer.await.unwrap_or_else(|_| Err(interrupted())));
+    }
+    out
+}
+
+async fn write(state: &AppState, mut batch: Vec<Waiting>) {
+    if batch.len() == 1
+        && let Some(only) = batch.pop()
+    {
+        let answer = service::credit_alone(state, &only.job).await;
+        state.metrics.record_ads_credit_batch("single", 1);
+        let _ = only.reply.send(answer);
+        return;
+    }
+    let jobs: Vec<&CreditJob> = batch.iter().map(|w| &w.job).collect();
+    match together(state, &jobs).await {
+        Ok(Some(answers)) => {
+            state
+                .metrics
+                .record_ads_credit_batch("batched", batch.len() as u64);
+            for (w, answer) in batch.into_iter().zip(answers) {
+                let _ = w.reply.send(Ok(answer));
+            }
+        }
+        outcome => {
+            if let Err(e) = outcome {
+                tracing::debug!(error = %e, credits = batch.len(), "ad credit batch failed; crediting one by one");
+            }
+            state
+                .metrics
+                .record_ads_credit_batch("fallback", batch.len() as u64);
+            // The credits share no scope, so they do not wait on each other alone either.
+            futures_util::future::join_all(batch.into_iter().map(|w| async move {
+                let answer = service::credit_alone(state, &w.job).await;
+                let _ = w.reply.send(answer);
+            }))
+            .await;
+        }
+    }
+}
+
+/// The batch in one transaction: each credit's answer, or `None` when the batch must be
+/// written one by one (rolled back, nothing changed).
+async fn together(state: &AppState, jobs: &[&CreditJob]) -> Result<Option<Vec<Credited>>, DbErr> {
+    let txn = state.db.begin_write().await?;
+    match together_in(state, &txn, jobs).await {
+        Ok(Some(answers)) => {
+            txn.commit().await?;
+            Ok(Some(answers))
+        }
+        Ok(None) => {
+            txn.rollback().await?;
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn together_in(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    jobs: &[&CreditJob],
+) -> Result<Option<Vec<Credited>>, DbErr> {
+    let now = state.ads.clock.now();
+    let claimed = claim(txn, jobs, now).await?;
+    let live: Vec<&CreditJob> = jobs
+        .iter()
+        .copied()
+        .filter(|j| claimed.contains(&j.grant.nonce))
+        .collect();
+    if live.is_empty() {
+        return Ok(Some(vec![None; jobs.len()]));
+    }
+    let users: Vec<Uuid> = live.iter().map(|j| j.grant.user_id).collect();
+    let interval = chrono::Duration::seconds(i64::from(state.config.ads.min_interval));
+    if !interval.is_zero() && !wallet::lock_users(txn, &users).await? {
+        return Ok(None);
+    }
+    let scopes: Vec<_> = live.iter().map(|j| (j.scopes(), j.caps)).collect();
+    let wanted: Vec<(usize, &str, u32)> = scopes
+        .iter()
+        .flat_map(|(s, caps)| s.with_caps(*caps))
+        .collect();
+    if wanted.iter().any(|(_, _, cap)| *cap == 0) {
+        return Ok(None);
+    }
+    let raised = service::raise_counts(txn, &service::day_of(now), &wanted).await?;
+    if raised.len() != wanted.len() {
+        return Ok(None);
+    }
+    if !interval.is_zero() {
+        let devices: Vec<&str> = live.iter().map(|j| j.grant.device_hash.as_str()).collect();
+        if service::latest_reward(txn, now - interval, &users, &devices)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+    }
+    let ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
+    let transfers: Vec<_> = live
+        .iter()
+        .zip(&ids)
+        .map(|(j, id)| j.transfer(*id))
+        .collect();
+    let paid = match wallet::pay_out_in(txn, &transfers).await {
+        Ok(Some(paid)) => paid,
+        Ok(None) => return Ok(None),
+        Err(wallet::WalletError::Db(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "ad credit batch refused by the wallet");
+            return Ok(None);
+        }
+    };
+    let rewards: Vec<_> = live
+        .iter()
+        .zip(&ids)
+        .zip(&paid)
+        .map(|((j, id), moved)| j.reward(*id, moved.transfer.id, now))
+        .collect();
+    if service::insert_rewards(txn, rewards.clone()).await? != rewards.len() as u64 {
+        // An event id credited before (or twice in this batch): alone, it answers DUPLICATE.
+        return Ok(None);
+    }
+    let mut credited: HashMap<String, (ad_reward::Model, i64)> = rewards
+        .into_iter()
+        .zip(paid)
+        .map(|(reward, moved)| {
+            let balance = moved.transfer.credit_balance_after;
+            (reward.nonce.clone(), (reward, balance))
+        })
+        .collect();
+    Ok(Some(
+        jobs.iter()
+            .map(|j| credited.remove(&j.grant.nonce))
+            .collect(),
+    ))
+}
+
+/// Marks the nonces credited, each only if it was not; the nonces this transaction claimed.
+async fn claim(
+    txn: &DatabaseTransaction,
+    jobs: &[&CreditJob],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<HashSet<String>, DbErr> {
+    use ad_nonce::Column as C;
+    let mut update = Query::update();
+    update
+        .table(ad_nonce::Entity)
+        .value(C::CreditedAt, now)
+        .and_where(Expr::col(C::Nonce).is_in(jobs.iter().map(|j| j.grant.nonce.clone())))
+        .and_where(C::CreditedAt.is_null())
+        .returning(Query::returning().column(C::Nonce));
+    txn.query_all(&update)
+        .await?
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "nonce"))
+        .collect()
+}
