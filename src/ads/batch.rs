@@ -3,12 +3,13 @@
 //! callbacks a second per instance the database's per-statement and per-commit costs, not
 //! the work, decide the rate; batching removes most of them.
 //!
-//! A credit joins a queue. One task per instance drains it: while a batch is written, the
-//! credits that arrive wait and form the next one, so an idle server writes each credit at
-//! once (a batch of one is the plain credit transaction) and a busy one writes as many
-//! together as arrived. A batch never holds two credits that share a cap scope (user, device
-//! or address): each counter row is raised once per statement, each user's account row is
-//! updated once, and every cap is decided exactly as for credits one at a time.
+//! A credit joins a queue. Up to two tasks per instance drain it: while the batches in hand
+//! are written, the credits that arrive wait and form the next ones, so an idle server
+//! writes each credit at once (a batch of one is the plain credit transaction) and a busy
+//! one writes as many together as arrived. No two credits being written by one instance
+//! share a cap scope (user, device or address), in one batch or in two: each counter row is
+//! raised once per statement, each user's account row is updated once, two batches never
+//! wait on each other's rows, and every cap is decided exactly as for credits one at a time.
 //!
 //! The batch transaction takes the fast path only: it claims the nonces (a nonce already
 //! claimed answers DUPLICATE, as alone), raises the counters, checks the cooldown, pays
@@ -46,6 +47,9 @@ struct Waiting {
     reply: oneshot::Sender<Answer>,
 }
 
+/// Batches an instance writes at the same time: while one commits, the next is sent.
+pub const DRAINS: usize = 2;
+
 /// The credits waiting for a batch, per instance.
 #[derive(Default)]
 pub struct CreditQueue {
@@ -55,8 +59,10 @@ pub struct CreditQueue {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Waiting>,
-    /// A task is draining the queue.
-    draining: bool,
+    /// Tasks draining the queue, at most [`DRAINS`].
+    drains: usize,
+    /// The cap scopes of the credits being written: a credit sharing one waits.
+    busy: HashSet<String>,
 }
 
 impl CreditQueue {
@@ -64,42 +70,62 @@ impl CreditQueue {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The next batch: waiting credits in arrival order, skipping (for the next batch) any
-    /// that shares a cap scope with one already taken. `None`, and the drain ends, when
-    /// nothing waits.
-    fn next_batch(&self) -> Option<Vec<Waiting>> {
+    /// Frees the scopes of a batch written (`done`) and takes the next: waiting credits in
+    /// arrival order, leaving for later any that shares a cap scope with one taken or being
+    /// written. `None`, and this drain ends, when nothing can be taken; what still waits
+    /// then waits on scopes another drain holds, and that drain takes it once they are
+    /// free.
+    fn next_batch(&self, done: &[String]) -> Option<(Vec<Waiting>, Vec<String>)> {
         let mut queue = self.lock();
-        if queue.waiting.is_empty() {
-            queue.draining = false;
-            return None;
+        let Queue {
+            waiting,
+            drains,
+            busy,
+        } = &mut *queue;
+        for scope in done {
+            busy.remove(scope);
         }
         let mut taken = Vec::new();
-        let mut scopes = HashSet::new();
+        let mut scopes = Vec::new();
         let mut later = VecDeque::new();
-        for waiting in queue.waiting.drain(..) {
-            let own = waiting.job.scope_names();
-            if taken.len() == MAX_BATCH || own.iter().any(|s| scopes.contains(s)) {
-                later.push_back(waiting);
+        for w in waiting.drain(..) {
+            let own = w.job.scope_names();
+            if taken.len() == MAX_BATCH || own.iter().any(|s| busy.contains(s)) {
+                later.push_back(w);
                 continue;
             }
+            busy.extend(own.iter().cloned());
             scopes.extend(own);
-            taken.push(waiting);
+            taken.push(w);
         }
-        queue.waiting = later;
-        Some(taken)
+        *waiting = later;
+        if taken.is_empty() {
+            *drains -= 1;
+            return None;
+        }
+        Some((taken, scopes))
     }
 }
 
-/// Ends a drain: normally the queue was found empty; after a panic the waiting credits are
-/// answered with an error (their senders dropped) and the next credit starts a new drain.
-struct DrainGuard(AppState);
+/// One drain's hold on the queue. After a panic it frees the scopes it held, and when no
+/// drain is left the waiting credits are answered with an error (their senders dropped);
+/// the next credit starts a new drain.
+struct Drain {
+    state: AppState,
+    holding: Vec<String>,
+}
 
-impl Drop for DrainGuard {
+impl Drop for Drain {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut queue = self.0.ads.credits.lock();
-            queue.waiting.clear();
-            queue.draining = false;
+            let mut queue = self.state.ads.credits.lock();
+            for scope in &self.holding {
+                queue.busy.remove(scope);
+            }
+            queue.drains -= 1;
+            if queue.drains == 0 {
+                queue.waiting.clear();
+            }
         }
     }
 }
@@ -110,15 +136,23 @@ pub async fn submit(state: &AppState, job: CreditJob) -> Answer {
     let start = {
         let mut queue = state.ads.credits.lock();
         queue.waiting.push_back(Waiting { job, reply });
-        !std::mem::replace(&mut queue.draining, true)
+        let start = queue.drains < DRAINS;
+        if start {
+            queue.drains += 1;
+        }
+        start
     };
     if start {
-        let state = state.clone();
+        let mut drain = Drain {
+            state: state.clone(),
+            holding: Vec::new(),
+        };
         tokio::spawn(async move {
-            let guard = DrainGuard(state);
-            while let Some(batch) = guard.0.ads.credits.next_batch() {
-                write(&guard.0, batch).await;
+            while let Some((batch, scopes)) = drain.state.ads.credits.next_batch(&drain.holding) {
+                drain.holding = scopes;
+                write(&drain.state, batch).await;
             }
+            drain.holding.clear();
         });
     }
     answer.await.unwrap_or_else(|_| Err(interrupted()))
