@@ -163,11 +163,13 @@ fn interrupted() -> ApiError {
 }
 
 /// Writes these credits as one batch, as the queue's drain writes the batches it forms, and
-/// answers each in order.
+/// answers each in order. It bypasses the queue (and so the scopes its drains hold): for
+/// tests and tools on an instance that is not crediting otherwise.
 ///
 /// # Panics
 ///
 /// When two of the credits share a cap scope: the queue never batches those.
+#[doc(hidden)]
 pub async fn write_batch(state: &AppState, jobs: Vec<CreditJob>) -> Vec<Answer> {
     let mut scopes = HashSet::new();
     let disjoint = jobs
@@ -190,13 +192,23 @@ pub async fn write_batch(state: &AppState, jobs: Vec<CreditJob>) -> Vec<Answer> 
     out
 }
 
+/// Hands a credit its answer, once what follows a written credit is done (the wallet
+/// notification, the kv cooldown, the metric): here rather than in the caller, which may
+/// have gone away (a callback whose connection dropped while it waited).
+async fn answer_to(state: &AppState, waiting: Waiting, answer: Answer) {
+    if let Ok(Some((reward, _))) = &answer {
+        service::after_credit(state, reward).await;
+    }
+    let _ = waiting.reply.send(answer);
+}
+
 async fn write(state: &AppState, mut batch: Vec<Waiting>) {
     if batch.len() == 1
         && let Some(only) = batch.pop()
     {
         let answer = service::credit_alone(state, &only.job).await;
         state.metrics.record_ads_credit_batch("single", 1);
-        let _ = only.reply.send(answer);
+        answer_to(state, only, answer).await;
         return;
     }
     let jobs: Vec<&CreditJob> = batch.iter().map(|w| &w.job).collect();
@@ -205,9 +217,13 @@ async fn write(state: &AppState, mut batch: Vec<Waiting>) {
             state
                 .metrics
                 .record_ads_credit_batch("batched", batch.len() as u64);
-            for (w, answer) in batch.into_iter().zip(answers) {
-                let _ = w.reply.send(Ok(answer));
-            }
+            futures_util::future::join_all(
+                batch
+                    .into_iter()
+                    .zip(answers)
+                    .map(|(w, answer)| answer_to(state, w, Ok(answer))),
+            )
+            .await;
         }
         outcome => {
             if let Err(e) = outcome {
@@ -219,7 +235,7 @@ async fn write(state: &AppState, mut batch: Vec<Waiting>) {
             // The credits share no scope, so they do not wait on each other alone either.
             futures_util::future::join_all(batch.into_iter().map(|w| async move {
                 let answer = service::credit_alone(state, &w.job).await;
-                let _ = w.reply.send(answer);
+                answer_to(state, w, answer).await;
             }))
             .await;
         }

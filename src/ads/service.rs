@@ -938,10 +938,10 @@ pub async fn credit(
         event_id,
         amount: state.config.ads.reward_amount,
     };
+    // The notification and the cooldown follow in the batch's task, before this answer.
     let Some((reward, balance)) = super::batch::submit(state, job).await? else {
         return unchanged(state, nonce.user_id, Outcome::Duplicate).await;
     };
-    after_credit(state, &reward).await;
     Ok(Completed {
         outcome: Outcome::Credited,
         credited: reward.amount,
@@ -1003,7 +1003,7 @@ pub async fn unchanged(
 
 /// Cooldowns in kv (best effort: the database holds the truth), the wallet notification
 /// and the metrics.
-async fn after_credit(state: &AppState, reward: &ad_reward::Model) {
+pub(super) async fn after_credit(state: &AppState, reward: &ad_reward::Model) {
     let interval = Duration::from_secs(u64::from(state.config.ads.min_interval));
     if !interval.is_zero() {
         let scopes = Scopes::new(reward.user_id, &reward.device_hash, None);

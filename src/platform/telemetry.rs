@@ -210,7 +210,7 @@ impl Metrics {
             ads_credit_writes: meter
                 .u64_counter("rewarded_ads_credit_writes")
                 .with_description(
-                    "Ad credits by how they were written: single (alone), batched (several in one transaction) or fallback (a batch undone and written one by one)",
+                    "Ad credit attempts (duplicates included) by how they were written: single (alone), batched (several in one transaction) or fallback (a batch undone and written one by one)",
                 )
                 .build(),
             stripe_webhooks: meter

@@ -2046,3 +2046,59 @@ async fn callbacks_of_many_users_arriving_together_credit_once_each() {
     assert_eq!(credit_writes(&app, "fallback").await, 0);
     assert_sound(&app).await;
 }
+
+#[tokio::test]
+async fn a_credit_whose_caller_went_away_is_still_announced() {
+    use tessera::ads::{entity::ad_nonce, service};
+    let app = builder().configure(many_users).spawn().await;
+    let people = people_with_nonces(&app, 1).await;
+    let (_, nonce) = &people[0];
+    let row = ad_nonce::Entity::find_by_id(nonce.clone())
+        .one(app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    let state = app.state.clone();
+    let caller = tokio::spawn(async move {
+        service::credit(
+            &state,
+            &service::Grant::from(&row),
+            Some(false),
+            "gma",
+            Some("ev-gone".into()),
+        )
+        .await
+    });
+    // The caller goes away as soon as the credit is written (a callback whose connection
+    // dropped while it waited).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rewards(&app).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing was credited");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    caller.abort();
+    // The credit is still counted, and its cooldown set in kv.
+    let counted = |text: &str| {
+        text.lines().any(|l| {
+            l.starts_with("rewarded_ads_reward_amount_total{")
+                && l.contains("network=\"gma\"")
+                && l.ends_with(" 5")
+        })
+    };
+    while !counted(&app.metrics().await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the credit was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cooling = app
+        .state
+        .kv
+        .get(&format!("ads:cool:user:{}", people[0].0.user_id))
+        .await
+        .unwrap();
+    assert!(cooling.is_some(), "no cooldown in kv");
+    assert_eq!(balance(&app, &people[0].0).await, 5);
+    assert_sound(&app).await;
+}
