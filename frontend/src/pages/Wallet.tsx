@@ -3,6 +3,7 @@ import { useQuery, useSubscription } from 'urql';
 import { describe } from '../errors';
 import { coinAmount, dateTime, signedCoins } from '../format';
 import { graphql } from '../gql';
+import { useLive } from '../session';
 import type { TransferKind } from '../gql/graphql';
 
 const WALLET = graphql(`
@@ -52,10 +53,28 @@ const PAGE = 20;
 export function WalletPage() {
   const [kind, setKind] = useState<TransferKind | ''>('');
   const [pages, setPages] = useState<(string | null)[]>([null]);
+  const ws = useLive();
   const [live] = useSubscription({ query: CHANGED });
-  const [{ data }] = useQuery({ query: WALLET, variables: { first: 1 }, requestPolicy: 'cache-and-network' });
-  const balance = live.data?.walletChanged.balance ?? data?.me?.wallet.balance;
-  const available = live.data?.walletChanged.available ?? data?.me?.wallet.available;
+  const [{ data }, refetch] = useQuery({ query: WALLET, variables: { first: 1 }, requestPolicy: 'cache-and-network' });
+  // Whichever said it last: a live change, or the wallet as read (again).
+  const [latest, setLatest] = useState<{ balance: number; available: number }>();
+  useEffect(() => {
+    if (live.data) setLatest(live.data.walletChanged);
+  }, [live.data]);
+  useEffect(() => {
+    if (data?.me) setLatest(data.me.wallet);
+  }, [data]);
+  // Changes made while the live link was down were never sent: read the wallet again once
+  // it is back.
+  useEffect(
+    () =>
+      ws?.on('connected', (_socket, _payload, wasRetry) => {
+        if (wasRetry) refetch({ requestPolicy: 'network-only' });
+      }),
+    [ws, refetch],
+  );
+  const balance = latest?.balance;
+  const available = latest?.available;
   // A new filter starts from the first page.
   useEffect(() => setPages([null]), [kind]);
   return (
