@@ -44,7 +44,17 @@ pub type Answer = Result<Credited, ApiError>;
 
 struct Waiting {
     job: CreditJob,
+    /// The job's cap scopes, named once: the queue compares them under its lock.
+    scopes: Vec<String>,
     reply: oneshot::Sender<Answer>,
+}
+
+impl Waiting {
+    fn new(job: CreditJob) -> (Self, oneshot::Receiver<Answer>) {
+        let (reply, answer) = oneshot::channel();
+        let scopes = job.scope_names();
+        (Self { job, scopes, reply }, answer)
+    }
 }
 
 /// Batches an instance writes at the same time: while one commits, the next is sent.
@@ -89,13 +99,12 @@ impl CreditQueue {
         let mut scopes = Vec::new();
         let mut later = VecDeque::new();
         for w in waiting.drain(..) {
-            let own = w.job.scope_names();
-            if taken.len() == MAX_BATCH || own.iter().any(|s| busy.contains(s)) {
+            if taken.len() == MAX_BATCH || w.scopes.iter().any(|s| busy.contains(s)) {
                 later.push_back(w);
                 continue;
             }
-            busy.extend(own.iter().cloned());
-            scopes.extend(own);
+            busy.extend(w.scopes.iter().cloned());
+            scopes.extend(w.scopes.iter().cloned());
             taken.push(w);
         }
         *waiting = later;
@@ -132,10 +141,10 @@ impl Drop for Drain {
 
 /// Queues `job` and waits for its batch's answer.
 pub async fn submit(state: &AppState, job: CreditJob) -> Answer {
-    let (reply, answer) = oneshot::channel();
+    let (waiting, answer) = Waiting::new(job);
     let start = {
         let mut queue = state.ads.credits.lock();
-        queue.waiting.push_back(Waiting { job, reply });
+        queue.waiting.push_back(waiting);
         let start = queue.drains < DRAINS;
         if start {
             queue.drains += 1;
@@ -171,19 +180,10 @@ fn interrupted() -> ApiError {
 /// When two of the credits share a cap scope: the queue never batches those.
 #[doc(hidden)]
 pub async fn write_batch(state: &AppState, jobs: Vec<CreditJob>) -> Vec<Answer> {
-    let mut scopes = HashSet::new();
-    let disjoint = jobs
-        .iter()
-        .flat_map(CreditJob::scope_names)
-        .all(|s| scopes.insert(s));
+    let (batch, answers): (Vec<_>, Vec<_>) = jobs.into_iter().map(Waiting::new).unzip();
+    let mut seen = HashSet::new();
+    let disjoint = batch.iter().flat_map(|w| &w.scopes).all(|s| seen.insert(s));
     assert!(disjoint, "credits written together must share no cap scope");
-    let (batch, answers): (Vec<_>, Vec<_>) = jobs
-        .into_iter()
-        .map(|job| {
-            let (reply, answer) = oneshot::channel();
-            (Waiting { job, reply }, answer)
-        })
-        .unzip();
     write(state, batch).await;
     let mut out = Vec::with_capacity(answers.len());
     for answer in answers {
