@@ -529,6 +529,12 @@ async fn daily_caps_hold_until_utc_midnight() {
         })
         .spawn()
         .await;
+    // The credits below move the clock by minutes: start them in a day that has room, not
+    // in the last minutes before a real UTC midnight.
+    let left = tessera::ads::service::until_midnight(app.state.ads.clock.now());
+    if left < Duration::from_secs(600) {
+        app.state.ads.clock.advance(left + Duration::from_secs(1));
+    }
     let sam = app.register("sam@example.com", "sam").await;
     verified(&app, &sam).await;
     for _ in 0..2 {
@@ -1856,6 +1862,19 @@ async fn credit_job(app: &TestApp, nonce: &str, event: &str) -> tessera::ads::se
     }
 }
 
+/// What each credit of a batch was answered: `credited:<balance>`, `duplicate` or the
+/// refusal's reason.
+fn said(answers: &[tessera::ads::batch::Answer]) -> Vec<String> {
+    answers
+        .iter()
+        .map(|a| match a {
+            Ok(Some((_, balance))) => format!("credited:{balance}"),
+            Ok(None) => "duplicate".into(),
+            Err(e) => e.label().to_owned(),
+        })
+        .collect()
+}
+
 /// Credits counted under `how` in `rewarded_ads_credit_writes`.
 async fn credit_writes(app: &TestApp, how: &str) -> u64 {
     let text = app.metrics().await;
@@ -1973,14 +1992,7 @@ async fn a_batch_meeting_a_refusal_is_written_one_by_one_and_each_answer_is_its_
         credit_job(&app, &nonces[4], "ev-4").await,
     ];
     let answers = batch::write_batch(&app.state, jobs).await;
-    let said: Vec<String> = answers
-        .iter()
-        .map(|a| match a {
-            Ok(Some((_, balance))) => format!("credited:{balance}"),
-            Ok(None) => "duplicate".into(),
-            Err(e) => e.label().to_owned(),
-        })
-        .collect();
+    let said = said(&answers);
     assert_eq!(
         said,
         [
@@ -2100,5 +2112,36 @@ async fn a_credit_whose_caller_went_away_is_still_announced() {
         .unwrap();
     assert!(cooling.is_some(), "no cooldown in kv");
     assert_eq!(balance(&app, &people[0].0).await, 5);
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
+async fn a_batch_meeting_a_running_cooldown_falls_back_and_names_it() {
+    use tessera::ads::batch;
+    // The cooldown is on (30 s): the batch looks for a recent reward of its users.
+    let app = builder().configure(many_users).spawn().await;
+    let people = people_with_nonces(&app, 3).await;
+    // user0's second ad, prepared before the first is credited.
+    let again = own_device_nonce(&app, &people[0].0, 0).await;
+    let first = vec![
+        credit_job(&app, &people[0].1, "ev-0").await,
+        credit_job(&app, &people[1].1, "ev-1").await,
+    ];
+    let answers = batch::write_batch(&app.state, first).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(Some(_)))),
+        "{answers:?}"
+    );
+    let second = vec![
+        credit_job(&app, &again, "ev-0b").await,
+        credit_job(&app, &people[2].1, "ev-2").await,
+    ];
+    let answers = batch::write_batch(&app.state, second).await;
+    let said = said(&answers);
+    assert_eq!(said, ["cooldown", "credited:5"]);
+    assert_eq!(credit_writes(&app, "fallback").await, 2);
+    let balances = join_all(people.iter().map(|(s, _)| balance(&app, s))).await;
+    assert_eq!(balances, [5, 5, 5]);
+    assert_eq!(rewards(&app).await, 3);
     assert_sound(&app).await;
 }
