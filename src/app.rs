@@ -204,25 +204,34 @@ impl Application {
 
 /// Every route, each wrapped with its name for metrics and spans.
 pub fn routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'static {
-    crate::access::proxy::HostSwitch {
-        host: state.config.access.access_proxy_host.clone(),
-        proxy: crate::access::proxy::ProxyEndpoint {
+    let proxy = |route: &'static str| {
+        crate::access::proxy::ProxyEndpoint {
             state: state.clone(),
         }
-        .with(Observed::new("/{*path} (proxy host)", state).without_body_limit()),
+        .with(Observed::new(route, state).without_body_limit())
+    };
+    crate::access::proxy::ProxySwitch {
+        host: state.config.access.access_proxy_host.clone(),
+        host_proxy: proxy("/{*path} (proxy host)"),
+        path_root: proxy("/proxy").with(cors(state)),
+        path_proxy: proxy("/proxy/{*path}").with(cors(state)),
         rest: app_routes(state, schema),
     }
 }
 
-/// The routes of the site itself (everything but proxy-host requests).
-fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'static {
-    let cors = Cors::new()
+/// The site's CORS policy (path-mode proxy requests get it too, as part of the site).
+fn cors(state: &AppState) -> Cors {
+    Cors::new()
         .allow_origins(state.allowed_origins.iter().map(String::as_str))
         .allow_methods(["GET", "POST", "OPTIONS"])
         .allow_headers(["content-type", "authorization", "x-request-id"])
         .expose_headers(["x-request-id"])
         .allow_credentials(true)
-        .max_age(600);
+        .max_age(600)
+}
+
+/// The routes of the site itself (everything but the proxy's).
+fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'static {
     Route::new()
         .at(
             "/graphql",
@@ -254,20 +263,6 @@ fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
             "/auth/:provider/callback",
             poem::get(crate::identity::http::oauth_callback)
                 .with(Observed::new("/auth/{provider}/callback", state)),
-        )
-        .at(
-            "/proxy",
-            crate::access::proxy::ProxyEndpoint {
-                state: state.clone(),
-            }
-            .with(Observed::new("/proxy", state).without_body_limit()),
-        )
-        .at(
-            "/proxy/*path",
-            crate::access::proxy::ProxyEndpoint {
-                state: state.clone(),
-            }
-            .with(Observed::new("/proxy/{*path}", state).without_body_limit()),
         )
         .at(
             "/access/authenticate",
@@ -364,7 +359,7 @@ fn app_routes(state: &AppState, schema: AppSchema) -> impl poem::Endpoint + 'sta
                 .head(crate::platform::spa::spa)
                 .with(Observed::new("/{*path} (app)", state)),
         )
-        .with(cors)
+        .with(cors(state))
         .data(state.clone())
         .data(graphql::http::HttpSchema {
             strict: graphql::build_schema(state, false),

@@ -54,6 +54,11 @@ pub struct AccessState {
     pub client: Option<upstream::UpstreamClient>,
     /// PUBLIC_URL (or the derived one), parsed once for the hot path.
     pub public_url: url::Url,
+    /// The upstream's origin (`http://host:port`), what path mode moves under `/proxy` in
+    /// `Location` headers and rewritten bodies; empty without an upstream.
+    pub upstream_origin: String,
+    /// `X-Forwarded-Proto` for the upstream: PUBLIC_URL's scheme.
+    pub forwarded_proto: poem::http::HeaderValue,
 }
 
 /// The certificates of `ACCESS_PROXY_UPSTREAM_CA_FILE` (PEM), read and checked once for
@@ -131,6 +136,14 @@ impl AccessState {
             sockets: Mutex::default(),
             next_socket: std::sync::atomic::AtomicU64::new(1),
             client,
+            upstream_origin: config
+                .access
+                .access_proxy_upstream
+                .as_ref()
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
+            forwarded_proto: poem::http::HeaderValue::from_str(config.public_url().scheme())
+                .expect("a URL scheme is a valid header value"),
             public_url: config.public_url(),
         })
     }

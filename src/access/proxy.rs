@@ -109,13 +109,17 @@ enum Source {
     Query,
 }
 
-fn find_token(req: &Request, cookie_name: &str, websocket: bool) -> Option<(String, Source)> {
+fn find_token<'r>(
+    req: &'r Request,
+    cookie_name: &str,
+    websocket: bool,
+) -> Option<(std::borrow::Cow<'r, str>, Source)> {
     if let Some(value) = req
         .headers()
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
     {
-        return Some((value.trim().to_owned(), Source::Header));
+        return Some((value.trim().into(), Source::Header));
     }
     if let Some(value) = req
         .headers()
@@ -123,12 +127,12 @@ fn find_token(req: &Request, cookie_name: &str, websocket: bool) -> Option<(Stri
         .and_then(|v| v.to_str().ok())
         .and_then(|c| cookie(c, cookie_name))
     {
-        return Some((value.to_owned(), Source::Cookie));
+        return Some((value.into(), Source::Cookie));
     }
     if websocket
         && let Some(token) = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
+            .map(|(_, v)| v)
     {
         return Some((token, Source::Query));
     }
@@ -344,32 +348,46 @@ pub fn assertion(
     method: &str,
     path: &str,
 ) -> String {
+    use std::fmt::Write as _;
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
+    let (mut user_buf, mut token_buf) = (Uuid::encode_buffer(), Uuid::encode_buffer());
+    let user = user.hyphenated().encode_lower(&mut user_buf);
+    let token = token.hyphenated().encode_lower(&mut token_buf);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-    mac.update(format!("{t}.{user}.{token}.{exp}.{method}.{path}").as_bytes());
-    let v1 = hex::encode(mac.finalize().into_bytes());
-    format!("t={t},uid={user},tid={token},exp={exp},v1={v1}")
+    // What is signed, `t.uid.tid.exp.METHOD.path`; the header repeats its first four parts.
+    let mut out = String::with_capacity(200);
+    let _ = write!(out, "{t}.{user}.{token}.{exp}.{method}.");
+    mac.update(out.as_bytes());
+    mac.update(path.as_bytes());
+    out.clear();
+    let _ = write!(out, "t={t},uid={user},tid={token},exp={exp},v1=");
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex)
+        .expect("64 hex digits for 32 bytes");
+    out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+    out
 }
 
-/// Headers that never cross a proxy (RFC 9110 §7.6.1), plus those `Connection` names.
-fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = [
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ]
-    .into_iter()
-    .map(HeaderName::from_static)
-    .collect();
+/// Headers that never cross a proxy (RFC 9110 §7.6.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The headers `Connection` names: hop-by-hop too, for this message only. Empty (and not
+/// allocated) when there is no `Connection` header, the usual case.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         if let Ok(value) = value.to_str() {
             for name in value.split(',') {
@@ -380,6 +398,10 @@ fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
         }
     }
     names
+}
+
+fn is_hop_by_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
+    HOP_BY_HOP.contains(name) || named.contains(name)
 }
 
 fn strip_cookie(value: &str, name: &str) -> Option<String> {
@@ -401,10 +423,10 @@ fn forward_headers(
     host_mode: bool,
 ) -> HeaderMap {
     let incoming = req.headers();
-    let drop = hop_by_hop(incoming);
-    let mut out = HeaderMap::new();
+    let named = connection_named(incoming);
+    let mut out = HeaderMap::with_capacity(incoming.len() + 5);
     for (name, value) in incoming {
-        if drop.contains(name)
+        if is_hop_by_hop(name, &named)
             || name == header::HOST
             || name == header::CONTENT_LENGTH && req.method() == Method::GET
             || name.as_str() == TOKEN_HEADER
@@ -457,6 +479,10 @@ fn forward_headers(
         (_, _, Some(peer)) => peer.to_string(),
         _ => String::new(),
     };
+    out.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        state.access.forwarded_proto.clone(),
+    );
     let mut set = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             out.insert(HeaderName::from_static(name), value);
@@ -465,7 +491,6 @@ fn forward_headers(
     if !forwarded_for.is_empty() {
         set("x-forwarded-for", &forwarded_for);
     }
-    set("x-forwarded-proto", state.access.public_url.scheme());
     if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok()) {
         set("x-forwarded-host", host);
     }
@@ -494,26 +519,19 @@ fn forward_headers(
 
 /// Path mode: the upstream's `Location` and cookie paths, moved under `/proxy`.
 fn rewrite_response_headers(state: &AppState, headers: &mut HeaderMap, host_mode: bool) {
-    let drop = hop_by_hop(headers);
-    for name in drop {
+    for name in connection_named(headers).iter().chain(&HOP_BY_HOP) {
         headers.remove(name);
     }
     if host_mode {
         return;
     }
-    let upstream = state
-        .config
-        .access
-        .access_proxy_upstream
-        .as_ref()
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    let upstream = &state.access.upstream_origin;
     if let Some(location) = headers
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
     {
-        let rewritten = if let Some(rest) = location.strip_prefix(&upstream) {
+        let rewritten = if let Some(rest) = location.strip_prefix(upstream.as_str()) {
             Some(format!(
                 "{PREFIX}{}",
                 if rest.is_empty() { "/" } else { rest }
@@ -572,23 +590,51 @@ fn upstream_ws_url(state: &AppState, path: &str, query: Option<&str>) -> String 
     }
 }
 
-/// Sends every request for ACCESS_PROXY_HOST to the proxy and the rest to the site.
-pub struct HostSwitch<P, R> {
+/// Sends every request for ACCESS_PROXY_HOST to the host-mode proxy, `/proxy` and
+/// `/proxy/…` to the path-mode proxy, and the rest to the site. The proxy's paths are told
+/// apart here, before the site's router and its per-request data, because a proxied request
+/// needs neither and the proxy's hot path pays for every layer it crosses.
+pub struct ProxySwitch<H, P, Q, R> {
     pub host: Option<String>,
-    pub proxy: P,
+    pub host_proxy: H,
+    /// `/proxy` itself.
+    pub path_root: P,
+    /// `/proxy/{*path}`.
+    pub path_proxy: Q,
     pub rest: R,
 }
 
-impl<P: Endpoint, R: Endpoint> Endpoint for HostSwitch<P, R> {
+impl<H: Endpoint, P: Endpoint, Q: Endpoint, R: Endpoint> Endpoint for ProxySwitch<H, P, Q, R> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        match &self.host {
-            Some(host) if request_host(&req).eq_ignore_ascii_case(host) => {
-                self.proxy.call(req).await.map(IntoResponse::into_response)
-            }
-            _ => self.rest.call(req).await.map(IntoResponse::into_response),
+        // Each branch's future is large (every layer holds the request and its inner
+        // future by value) and is boxed here, so the server's own box around this call
+        // stays small: a request moves only the future of the branch it takes.
+        if let Some(host) = &self.host
+            && request_host(&req).eq_ignore_ascii_case(host)
+        {
+            return Box::pin(self.host_proxy.call(req))
+                .await
+                .map(IntoResponse::into_response);
         }
+        let path = req.uri().path();
+        // The site's router turns framework errors (a refused CORS origin) into JSON; these
+        // two routes skip it, so they do it here.
+        let answered = if path == PREFIX {
+            Box::pin(self.path_root.call(req))
+                .await
+                .map(IntoResponse::into_response)
+        } else if path.as_bytes().get(PREFIX.len()) == Some(&b'/') && path.starts_with(PREFIX) {
+            Box::pin(self.path_proxy.call(req))
+                .await
+                .map(IntoResponse::into_response)
+        } else {
+            return Box::pin(self.rest.call(req))
+                .await
+                .map(IntoResponse::into_response);
+        };
+        Ok(answered.unwrap_or_else(crate::platform::http::json_refusal))
     }
 }
 
@@ -670,7 +716,12 @@ impl Endpoint for ProxyEndpoint {
         };
         if websocket {
             let mut body = poem::RequestBody::new(req.take_body());
-            return Ok(proxy_websocket(state, &req, &mut body, admitted, &path, host_mode).await);
+            // Boxed: the WebSocket path's future is the larger, and plain requests would
+            // otherwise carry its size too.
+            return Ok(Box::pin(proxy_websocket(
+                state, &req, &mut body, admitted, &path, host_mode,
+            ))
+            .await);
         }
         let body = req.take_body();
         Ok(proxy_http(state, &req, body, admitted, &path, host_mode).await)
@@ -774,16 +825,12 @@ async fn proxy_http(
     let rewriter =
         (config.access_proxy_rewrite_bodies && !host_mode && rewritable(&headers)).then(|| {
             headers.remove(header::CONTENT_LENGTH);
-            let from = config
-                .access_proxy_upstream
-                .as_ref()
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default();
+            let from = &state.access.upstream_origin;
             let to = format!(
                 "{}{PREFIX}",
                 state.access.public_url.as_str().trim_end_matches('/')
             );
-            Rewriter::new(&from, &to)
+            Rewriter::new(from, &to)
         });
     let upstream_body = upstream_body.with_idle_timeout(idle);
     let body = match rewriter {
@@ -1220,14 +1267,38 @@ mod tests {
     }
 
     #[test]
+    fn the_assertion_signs_its_parts_with_the_method_and_path() {
+        let (user, token) = (Uuid::now_v7(), Uuid::now_v7());
+        let header = assertion(b"key", user, token, 1_900_000_000, "GET", "/a/b?c=d");
+        let parts: std::collections::HashMap<&str, &str> = header
+            .split(',')
+            .filter_map(|part| part.split_once('='))
+            .collect();
+        assert_eq!(parts.len(), 5, "{header}");
+        let t = parts["t"];
+        assert!(t.parse::<u64>().is_ok(), "{header}");
+        assert_eq!(parts["uid"], user.to_string());
+        assert_eq!(parts["tid"], token.to_string());
+        assert_eq!(parts["exp"], "1900000000");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        mac.update(format!("{t}.{user}.{token}.1900000000.GET./a/b?c=d").as_bytes());
+        assert_eq!(parts["v1"], hex::encode(mac.finalize().into_bytes()));
+        // Another path, another signature.
+        let other = assertion(b"key", user, token, 1_900_000_000, "GET", "/a/c?c=d");
+        assert_ne!(other.rsplit_once("v1=").unwrap().1, parts["v1"]);
+    }
+
+    #[test]
     fn hop_by_hop_includes_what_connection_names() {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONNECTION,
             HeaderValue::from_static("close, x-secret"),
         );
-        let names = hop_by_hop(&headers);
-        assert!(names.contains(&HeaderName::from_static("x-secret")));
-        assert!(names.contains(&HeaderName::from_static("transfer-encoding")));
+        let named = connection_named(&headers);
+        assert!(is_hop_by_hop(&HeaderName::from_static("x-secret"), &named));
+        assert!(is_hop_by_hop(&header::TRANSFER_ENCODING, &named));
+        assert!(!is_hop_by_hop(&header::ACCEPT, &named));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-secret"), &[]));
     }
 }

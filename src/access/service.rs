@@ -407,6 +407,17 @@ pub async fn check_active(state: &AppState, token_id: Uuid) -> std::result::Resu
             Err(Refusal::Revoked)
         };
     }
+    // Boxed: the kv and database futures are large, and every request (most of them
+    // answered from memory above) would otherwise carry their size.
+    Box::pin(check_active_beyond_memory(state, token_id)).await
+}
+
+/// [`check_active`] past the memory level: kv, then the database, filling upward.
+async fn check_active_beyond_memory(
+    state: &AppState,
+    token_id: Uuid,
+) -> std::result::Result<(), Refusal> {
+    let metrics = &state.metrics;
     match state.kv.get(&kv_key(token_id)).await {
         Ok(Some(value)) => {
             let active = value == b"active";

@@ -73,7 +73,7 @@ pub struct Verified {
     pub user_id: Uuid,
     pub expires_at: SystemTime,
     /// Hex of the authority block's revocation id (the row's key).
-    pub revocation_id: String,
+    pub revocation_id: Arc<str>,
     /// SHA-256 of the token as presented (what caches key on).
     pub digest: [u8; 32],
 }
@@ -290,7 +290,7 @@ impl AccessKeys {
             token_id,
             user_id,
             expires_at: *expires_at,
-            revocation_id,
+            revocation_id: revocation_id.into(),
             digest,
         })
     }
@@ -430,7 +430,7 @@ mod tests {
             .unwrap();
         let verified = keys.verify(&token).unwrap();
         assert_eq!((verified.token_id, verified.user_id), (id, user));
-        assert_eq!(verified.revocation_id, revocation);
+        assert_eq!(&*verified.revocation_id, revocation);
         assert_eq!(verified.biscuit.root_key_id(), Some(3));
         keys.authorize(&verified, &facts("POST", "/any", "websocket"))
             .unwrap();
@@ -450,7 +450,7 @@ mod tests {
             .to_base64()
             .unwrap();
         let v = keys.verify(&narrowed).unwrap();
-        assert_eq!(v.revocation_id, revocation);
+        assert_eq!(&*v.revocation_id, revocation);
         keys.authorize(&v, &facts("GET", "/reports/q3", "http"))
             .unwrap();
         for (method, path, protocol) in [

@@ -252,7 +252,9 @@ impl UpstreamClient {
                 };
                 let mut conn = match pooled {
                     Some(conn) => conn,
-                    None => self.connect().await?,
+                    // Boxed: connecting (TLS included) is the rare path and its future
+                    // the largest part of this one.
+                    None => Box::pin(self.connect()).await?,
                 };
                 let sent = conn.send.try_send_request(request);
                 let mut sent = std::pin::pin!(sent);

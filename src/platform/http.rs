@@ -27,7 +27,20 @@ fn request_id(req: &Request) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+        .unwrap_or_else(new_request_id)
+}
+
+/// A UUIDv7 whose random bits come from the thread's generator: `Uuid::now_v7` asks the
+/// kernel for them, one system call per request.
+fn new_request_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut buf = uuid::Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut buf).to_owned()
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the
@@ -110,7 +123,7 @@ impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Response> {
         let started = Instant::now();
         let id = request_id(&req);
-        let method = req.method().to_string();
+        let method = crate::platform::telemetry::method_name(req.method());
         let span = tracing::info_span!(
             "http.request",
             otel.name = format!("{method} {}", self.route),
@@ -186,7 +199,7 @@ impl<E: Endpoint> Endpoint for ObservedEndpoint<E> {
         }
         self.state
             .metrics
-            .record_http(self.route, &method, status, started.elapsed());
+            .record_http(self.route, method, status, started.elapsed());
         Ok(response)
     }
 }

@@ -128,6 +128,24 @@ pub struct Metrics {
     billing_events: Counter<u64>,
 }
 
+/// The method as metrics and spans name it: the standard ones by name, any other as
+/// `_OTHER` (OpenTelemetry's convention, which also keeps the label set bounded).
+pub fn method_name(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 impl Metrics {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let registry = prometheus::Registry::new();
@@ -225,10 +243,16 @@ impl Metrics {
         })
     }
 
-    pub fn record_http(&self, route: &'static str, method: &str, status: u16, elapsed: Duration) {
+    pub fn record_http(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let attrs = [
             KeyValue::new("http.route", route),
-            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("http.request.method", method),
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];
         self.http_requests.add(1, &attrs);

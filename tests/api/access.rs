@@ -391,6 +391,7 @@ async fn the_proxy_forwards_without_our_credentials_and_signs_an_assertion() {
         "untrusted XFF replaced"
     );
     assert_eq!(seen.header("x-forwarded-prefix"), Some("/proxy"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     let assertion = seen.header("x-tessera-assertion").expect("an assertion");
     let parts: std::collections::HashMap<&str, &str> = assertion
         .split(',')
@@ -570,6 +571,19 @@ async fn proxy_refusals_are_json_and_reach_nothing() {
         .await
         .unwrap();
     assert_eq!(refusal(big).await, (413, "payload_too_large".into()));
+    // The site's CORS policy covers path mode: a foreign page's request is refused as JSON.
+    let foreign = app
+        .client
+        .get(app.url("/proxy/page"))
+        .header("x-access-token", &token)
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refusal(foreign).await.0, 403);
+    // Only `/proxy` and what is under it is the proxy's.
+    let beside = get(&app, "/proxyish/page", None).await;
+    assert_ne!(beside.status(), 401, "not answered by the proxy");
     assert_eq!(
         upstream.seen().len(),
         before,
