@@ -6,7 +6,8 @@
 #   bench/proxy.sh          (builds what it needs in release mode)
 #
 # Tunables: BENCH_DURATION (10s), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
-# BENCH_LATENCY_CONNECTIONS (1: the unqueued latency round).
+# BENCH_LATENCY_CONNECTIONS (1: the unqueued latency round), BENCH_DOWNLOADS (5 pairs),
+# TESSERA_BIN (another server binary, for comparing revisions; not rebuilt).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,7 @@ DURATION="${BENCH_DURATION:-10s}"
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 ROUNDS="${BENCH_ROUNDS:-3}"
+DOWNLOADS="${BENCH_DOWNLOADS:-5}"
 UP_PORT=18191
 TS_PORT=18192
 OUT="$ROOT/bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -27,7 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build -q --release --bin tessera
+SERVER_BIN="${TESSERA_BIN:-$ROOT/target/release/tessera}"
+[ -n "${TESSERA_BIN:-}" ] || cargo build -q --release --bin tessera
 cargo build -q --release -p tessera-fakes --bin tessera-fakes
 
 target/release/tessera-fakes upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.out" &
@@ -38,7 +41,7 @@ UPSTREAM="http://127.0.0.1:$UP_PORT"
     DATABASE_URL="sqlite://$WORK/t.db?mode=rwc" DATA_DIR="$WORK/data" \
     ACCESS_PROXY_UPSTREAM="$UPSTREAM" ACCESS_TOKEN_PRICES="1:0" \
     ACCESS_PROXY_RATE_LIMIT=100000000 ARGON2_MEMORY_KIB=64 ARGON2_ITERATIONS=1 \
-    exec "$ROOT/target/release/tessera" >"$WORK/server.log" 2>&1) &
+    exec "$SERVER_BIN" >"$WORK/server.log" 2>&1) &
 TS_PID=$!
 PIDS+=($TS_PID)
 for _ in $(seq 1 200); do
@@ -71,16 +74,20 @@ run_wrk() { # name url [header]
     [[ -z "$non2xx" ]] || { echo "$name: $non2xx non-2xx answers" >&2; exit 1; }
     echo "$rps $p50 $p99"
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$TS_PID/stat"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 for round in $(seq 1 "$ROUNDS"); do
     read -r d_rps d_p50 d_p99 < <(run_wrk "direct-$round" "$UPSTREAM/page")
+    cpu_before=$(cpu_ticks)
     read -r p_rps p_p50 p_p99 < <(run_wrk "proxied-$round" "http://127.0.0.1:$TS_PORT/proxy/page" -H "X-Access-Token: $TOKEN")
+    # The server's CPU (user + system) per proxied request, in microseconds.
+    cpu_us=$(awk -v t="$(( $(cpu_ticks) - cpu_before ))" -v hz="$(getconf CLK_TCK)" -v n="$(awk '/requests in/ { print $1 }' "$OUT/proxied-$round.txt")" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
     ratio=$(awk -v a="$p_rps" -v b="$d_rps" 'BEGIN { printf "%.3f", a / b }')
     added50=$(awk -v a="$p_p50" -v b="$d_p50" 'BEGIN { printf "%.3f", a - b }')
     added99=$(awk -v a="$p_p99" -v b="$d_p99" 'BEGIN { printf "%.3f", a - b }')
-    echo "round $round: direct $d_rps req/s (p50 $d_p50 ms, p99 $d_p99 ms), proxied $p_rps req/s (p50 $p_p50 ms, p99 $p_p99 ms), ratio $ratio"
-    echo "$ratio $added50 $added99 $d_rps $p_rps" >>"$OUT/rounds.txt"
+    echo "round $round: direct $d_rps req/s (p50 $d_p50 ms, p99 $d_p99 ms), proxied $p_rps req/s (p50 $p_p50 ms, p99 $p_p99 ms), ratio $ratio, server CPU $cpu_us µs per proxied request"
+    echo "$ratio $added50 $added99 $d_rps $p_rps $cpu_us" >>"$OUT/rounds.txt"
 done
 
 # Added latency without queueing: one connection, one request at a time.
@@ -90,24 +97,34 @@ read -r l_p_rps l_p_p50 l_p_p99 < <(CONNECTIONS=$LAT_CONNECTIONS THREADS=1 run_w
 echo "$LAT_CONNECTIONS connection(s): direct p50 $l_d_p50 ms, p99 $l_d_p99 ms ($l_d_rps req/s); proxied p50 $l_p_p50 ms, p99 $l_p_p99 ms ($l_p_rps req/s)"
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$TS_PID/status"; }
-direct_bps=$(curl -s -o /dev/null -w '%{speed_download}' "$UPSTREAM/stream?mib=100")
+# Downloads alternate direct and proxied; one pair alone varies by a factor of two on a
+# shared machine, so the median of DOWNLOADS pairs is reported.
 sleep 1
 before=$(rss_kib)
-curl -s -o /dev/null -w '%{speed_download}' -H "x-access-token: $TOKEN" \
-    "http://127.0.0.1:$TS_PORT/proxy/stream?mib=100" >"$WORK/speed" &
-CURL=$!
 peak=$before
-while kill -0 "$CURL" 2>/dev/null; do
-    now=$(rss_kib)
-    (( now > peak )) && peak=$now
-    sleep 0.02
+: >"$OUT/downloads.txt"
+for _ in $(seq 1 "$DOWNLOADS"); do
+    direct_bps=$(curl -s -o /dev/null -w '%{speed_download}' "$UPSTREAM/stream?mib=100")
+    curl -s -o /dev/null -w '%{speed_download}' -H "x-access-token: $TOKEN" \
+        "http://127.0.0.1:$TS_PORT/proxy/stream?mib=100" >"$WORK/speed" &
+    CURL=$!
+    while kill -0 "$CURL" 2>/dev/null; do
+        now=$(rss_kib)
+        (( now > peak )) && peak=$now
+        sleep 0.02
+    done
+    proxied_bps=$(cat "$WORK/speed")
+    echo "$direct_bps $proxied_bps $(awk -v a="$proxied_bps" -v b="$direct_bps" 'BEGIN { printf "%.3f", a / b }')" >>"$OUT/downloads.txt"
 done
-proxied_bps=$(cat "$WORK/speed")
+direct_bps=$(awk '{ print $1 }' "$OUT/downloads.txt" | median)
+proxied_bps=$(awk '{ print $2 }' "$OUT/downloads.txt" | median)
+download_ratio=$(awk '{ print $3 }' "$OUT/downloads.txt" | median)
 
 echo
 echo "median of $ROUNDS rounds, $CONNECTIONS connections, $DURATION each"
 echo "throughput ratio (proxied / direct): $(awk '{ print $1 }' "$OUT/rounds.txt" | median)x (target >= 0.45)"
+echo "server CPU per proxied request: $(awk '{ print $6 }' "$OUT/rounds.txt" | median) µs"
 echo "added latency p50: $(awk '{ print $2 }' "$OUT/rounds.txt" | median) ms (target <= 0.5), p99: $(awk '{ print $3 }' "$OUT/rounds.txt" | median) ms (target <= 2)"
 echo "added latency at $LAT_CONNECTIONS connection(s): p50 $(awk -v a="$l_p_p50" -v b="$l_d_p50" 'BEGIN { printf "%.3f", a - b }') ms, p99 $(awk -v a="$l_p_p99" -v b="$l_d_p99" 'BEGIN { printf "%.3f", a - b }') ms"
-echo "100 MiB download: direct $(awk -v b="$direct_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, proxied $(awk -v b="$proxied_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, ratio $(awk -v a="$proxied_bps" -v b="$direct_bps" 'BEGIN { printf "%.2f", a / b }') (target >= 0.8)"
+echo "100 MiB download, median of $DOWNLOADS pairs: direct $(awk -v b="$direct_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, proxied $(awk -v b="$proxied_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, ratio $download_ratio (target >= 0.8; pairs: $(awk '{ printf "%s ", $3 }' "$OUT/downloads.txt"))"
 echo "server RSS before $(( before / 1024 )) MiB, peak $(( peak / 1024 )) MiB, growth $(( (peak - before) / 1024 )) MiB (target <= 16)"
