@@ -899,9 +899,14 @@ async fn proxy_websocket(
             );
         }
     };
+    // An owned HeaderMap names each header once: `None` means "the same as the last".
+    let mut last: Option<HeaderName> = None;
     for (name, value) in forward_headers(state, req, &admitted, path, host_mode) {
-        if let Some(name) = name {
-            upstream_request.headers_mut().append(name, value);
+        if name.is_some() {
+            last = name;
+        }
+        if let Some(name) = &last {
+            upstream_request.headers_mut().append(name.clone(), value);
         }
     }
     if let Some(protocols) = req.headers().get("sec-websocket-protocol") {

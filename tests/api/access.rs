@@ -580,8 +580,15 @@ async fn proxy_refusals_are_json_and_reach_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(refusal(foreign).await.0, 403);
-    // Only `/proxy` and what is under it is the proxy's.
+    assert_eq!(refusal(foreign).await, (403, "bad_request".into()));
+    // `/proxy` itself and everything under it is the proxy's, and nothing beside it.
+    for path in ["/proxy", "/proxy/", "/proxy?x=1"] {
+        assert_eq!(
+            refusal(get(&app, path, None).await).await,
+            (401, "missing_token".into()),
+            "{path}"
+        );
+    }
     let beside = get(&app, "/proxyish/page", None).await;
     assert_ne!(beside.status(), 401, "not answered by the proxy");
     assert_eq!(
@@ -870,6 +877,26 @@ async fn websockets_echo_and_close_on_revocation_and_expiry() {
     let seen = upstream.last().unwrap();
     assert_eq!(seen.uri, "/ws?room=1", "the token parameter is stripped");
     assert!(seen.header("x-tessera-assertion").is_some());
+
+    // Every value of a repeated header crosses, as on plain requests.
+    let mut request = format!("ws://{}/proxy/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("x-access-token", HeaderValue::from_str(&token).unwrap());
+    headers.append("x-note", HeaderValue::from_static("one"));
+    headers.append("x-note", HeaderValue::from_static("two"));
+    let (mut noted, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let notes: Vec<String> = upstream
+        .last()
+        .unwrap()
+        .headers
+        .into_iter()
+        .filter(|(name, _)| name == "x-note")
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(notes, ["one", "two"]);
+    noted.close(None).await.unwrap();
 
     // A header-authenticated one too, then revoke: both close with 1008.
     let mut second = ws_connect(&app, "/proxy/ws", Some(&token)).await.unwrap();
