@@ -407,8 +407,8 @@ pub async fn check_active(state: &AppState, token_id: Uuid) -> std::result::Resu
             Err(Refusal::Revoked)
         };
     }
-    // Boxed: the kv and database futures are large, and every request (most of them
-    // answered from memory above) would otherwise carry their size.
+    // Boxed: the database query's future is large (about 2 KB), and every request, most
+    // of them answered from memory above, would otherwise carry its size.
     Box::pin(check_active_beyond_memory(state, token_id)).await
 }
 

@@ -363,3 +363,19 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use poem::http::Method;
+
+    use super::method_name;
+
+    #[test]
+    fn methods_are_named_from_a_fixed_set() {
+        assert_eq!(method_name(&Method::GET), "GET");
+        assert_eq!(method_name(&Method::PATCH), "PATCH");
+        // A client cannot add label values by inventing methods.
+        let invented = Method::from_bytes(b"PROPFIND").unwrap();
+        assert_eq!(method_name(&invented), "_OTHER");
+    }
+}
