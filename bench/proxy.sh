@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Access proxy: a bare upstream (tessera-fakes upstream, 1 KiB page) measured directly and
 # through /proxy in interleaved rounds with wrk; then a 100 MiB download both ways with the
-# server's memory growth. Medians reported.
+# server's memory growth. Medians reported. The same rounds and downloads also go through a
+# bare forwarder (tessera-fakes forwarder: hyper relaying HTTP/1.1, no token, no headers, no
+# metrics), the reference for what the second hop itself costs on this machine.
 #
 #   bench/proxy.sh          (builds what it needs in release mode)
 #
@@ -19,6 +21,7 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 DOWNLOADS="${BENCH_DOWNLOADS:-5}"
 UP_PORT=18191
 TS_PORT=18192
+FW_PORT=18193
 OUT="$ROOT/bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
@@ -36,6 +39,9 @@ cargo build -q --release -p tessera-fakes --bin tessera-fakes
 target/release/tessera-fakes upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.out" &
 PIDS+=($!)
 UPSTREAM="http://127.0.0.1:$UP_PORT"
+target/release/tessera-fakes forwarder --listen "127.0.0.1:$FW_PORT" --upstream "127.0.0.1:$UP_PORT" >"$WORK/fw.out" &
+PIDS+=($!)
+FORWARDER="http://127.0.0.1:$FW_PORT"
 
 (cd "$WORK" && LISTEN_ADDR="127.0.0.1:$TS_PORT" LOG_FORMAT=json RUST_LOG=warn \
     DATABASE_URL="sqlite://$WORK/t.db?mode=rwc" DATA_DIR="$WORK/data" \
@@ -83,11 +89,13 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r p_rps p_p50 p_p99 < <(run_wrk "proxied-$round" "http://127.0.0.1:$TS_PORT/proxy/page" -H "X-Access-Token: $TOKEN")
     # The server's CPU (user + system) per proxied request, in microseconds.
     cpu_us=$(awk -v t="$(( $(cpu_ticks) - cpu_before ))" -v hz="$(getconf CLK_TCK)" -v n="$(awk '/requests in/ { print $1 }' "$OUT/proxied-$round.txt")" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    read -r f_rps f_p50 f_p99 < <(run_wrk "forwarded-$round" "$FORWARDER/page")
     ratio=$(awk -v a="$p_rps" -v b="$d_rps" 'BEGIN { printf "%.3f", a / b }')
+    f_ratio=$(awk -v a="$f_rps" -v b="$d_rps" 'BEGIN { printf "%.3f", a / b }')
     added50=$(awk -v a="$p_p50" -v b="$d_p50" 'BEGIN { printf "%.3f", a - b }')
     added99=$(awk -v a="$p_p99" -v b="$d_p99" 'BEGIN { printf "%.3f", a - b }')
-    echo "round $round: direct $d_rps req/s (p50 $d_p50 ms, p99 $d_p99 ms), proxied $p_rps req/s (p50 $p_p50 ms, p99 $p_p99 ms), ratio $ratio, server CPU $cpu_us µs per proxied request"
-    echo "$ratio $added50 $added99 $d_rps $p_rps $cpu_us" >>"$OUT/rounds.txt"
+    echo "round $round: direct $d_rps req/s (p50 $d_p50 ms, p99 $d_p99 ms), proxied $p_rps req/s (p50 $p_p50 ms, p99 $p_p99 ms), ratio $ratio, server CPU $cpu_us µs per proxied request; forwarder $f_rps req/s (p50 $f_p50 ms, p99 $f_p99 ms), ratio $f_ratio"
+    echo "$ratio $added50 $added99 $d_rps $p_rps $cpu_us $f_ratio $(awk -v a="$f_p50" -v b="$d_p50" 'BEGIN { printf "%.3f", a - b }') $(awk -v a="$f_p99" -v b="$d_p99" 'BEGIN { printf "%.3f", a - b }')" >>"$OUT/rounds.txt"
 done
 
 # Added latency without queueing: one connection, one request at a time.
@@ -114,7 +122,8 @@ for _ in $(seq 1 "$DOWNLOADS"); do
         sleep 0.02
     done
     proxied_bps=$(cat "$WORK/speed")
-    echo "$direct_bps $proxied_bps $(awk -v a="$proxied_bps" -v b="$direct_bps" 'BEGIN { printf "%.3f", a / b }')" >>"$OUT/downloads.txt"
+    forwarded_bps=$(curl -s -o /dev/null -w '%{speed_download}' "$FORWARDER/stream?mib=100")
+    echo "$direct_bps $proxied_bps $(awk -v a="$proxied_bps" -v b="$direct_bps" 'BEGIN { printf "%.3f", a / b }') $(awk -v a="$forwarded_bps" -v b="$direct_bps" 'BEGIN { printf "%.3f", a / b }')" >>"$OUT/downloads.txt"
 done
 direct_bps=$(awk '{ print $1 }' "$OUT/downloads.txt" | median)
 proxied_bps=$(awk '{ print $2 }' "$OUT/downloads.txt" | median)
@@ -127,4 +136,5 @@ echo "server CPU per proxied request: $(awk '{ print $6 }' "$OUT/rounds.txt" | m
 echo "added latency p50: $(awk '{ print $2 }' "$OUT/rounds.txt" | median) ms (target <= 0.5), p99: $(awk '{ print $3 }' "$OUT/rounds.txt" | median) ms (target <= 2)"
 echo "added latency at $LAT_CONNECTIONS connection(s): p50 $(awk -v a="$l_p_p50" -v b="$l_d_p50" 'BEGIN { printf "%.3f", a - b }') ms, p99 $(awk -v a="$l_p_p99" -v b="$l_d_p99" 'BEGIN { printf "%.3f", a - b }') ms"
 echo "100 MiB download, median of $DOWNLOADS pairs: direct $(awk -v b="$direct_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, proxied $(awk -v b="$proxied_bps" 'BEGIN { printf "%.0f", b / 1048576 }') MiB/s, ratio $download_ratio (target >= 0.8; pairs: $(awk '{ printf "%s ", $3 }' "$OUT/downloads.txt"))"
+echo "reference forwarder: throughput ratio $(awk '{ print $7 }' "$OUT/rounds.txt" | median)x, added p50 $(awk '{ print $8 }' "$OUT/rounds.txt" | median) ms, p99 $(awk '{ print $9 }' "$OUT/rounds.txt" | median) ms; download ratio $(awk '{ print $4 }' "$OUT/downloads.txt" | median) (pairs: $(awk '{ printf "%s ", $4 }' "$OUT/downloads.txt"))"
 echo "server RSS before $(( before / 1024 )) MiB, peak $(( peak / 1024 )) MiB, growth $(( (peak - before) / 1024 )) MiB (target <= 16)"

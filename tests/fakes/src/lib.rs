@@ -3,11 +3,12 @@
 //! `tessera-fakes` binary): SMTP, the sign-in providers (an OIDC issuer, Discord, GitHub),
 //! an upstream for the access proxy, the ad stack (Turnstile, Google's SSV key server,
 //! Monetag postbacks), and Stripe for billing (catalog, Checkout, subscriptions, invoices,
-//! signed webhooks).
+//! signed webhooks). Beside them, a bare HTTP forwarder as the proxy bench's reference.
 
 #![forbid(unsafe_code)]
 
 pub mod ads;
+pub mod forwarder;
 pub mod oauth;
 pub mod smtp;
 pub mod stripe;

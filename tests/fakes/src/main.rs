@@ -3,6 +3,8 @@
 //!
 //! - `smtp [--inbox 127.0.0.1:PORT]`: with `--inbox`, `GET /messages` there lists what arrived
 //! - `upstream`: an HTTP and WebSocket site for the access proxy (see `upstream.rs`)
+//! - `forwarder --upstream 127.0.0.1:PORT`: relays HTTP/1.1 and nothing else, on two worker
+//!   threads; the proxy bench's reference (see `forwarder.rs`)
 //! - `google` (any OpenID Connect issuer), `discord`, `github`, each with
 //!   `--client-id ID --client-secret SECRET`; `POST /_control/user` sets the account the
 //!   consent screen approves as, `POST /_control/deny` refuses the next one.
@@ -21,6 +23,7 @@ use tessera_fakes::oauth::{Flavor, OAuthFake};
 
 const USAGE: &str = "usage: tessera-fakes smtp [--listen 127.0.0.1:PORT] [--inbox 127.0.0.1:PORT]
        tessera-fakes upstream [--listen 127.0.0.1:PORT]
+       tessera-fakes forwarder [--listen 127.0.0.1:PORT] --upstream 127.0.0.1:PORT
        tessera-fakes google-ssv [--listen 127.0.0.1:PORT] [--ssv-url URL] [--ad-seconds N]
        tessera-fakes stripe [--listen 127.0.0.1:PORT] [--webhook-url URL] [--webhook-secret SECRET]...
        tessera-fakes turnstile [--listen 127.0.0.1:PORT] --secret SECRET [--hostname HOST]
@@ -69,6 +72,41 @@ async fn main() -> ExitCode {
         println!("ready {}", fake.url());
         let _ = tokio::signal::ctrl_c().await;
         return ExitCode::SUCCESS;
+    }
+    if name == "forwarder" {
+        let Some(upstream) = option(&args, "--upstream").and_then(|a| a.parse().ok()) else {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        };
+        let listener = match std::net::TcpListener::bind(listen) {
+            Ok(listener) => listener,
+            Err(e) => return cannot_listen(listen, e),
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("ready http://{addr}"),
+            Err(e) => return cannot_listen(listen, e),
+        }
+        // Two workers, as the server runs on this machine's two cores; this runtime is
+        // current-thread, so they get a runtime of their own on a thread of their own.
+        let relay = std::thread::spawn(move || -> std::io::Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                tessera_fakes::forwarder::serve(listener, upstream).await
+            })
+        });
+        return match relay.join() {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     if name == "turnstile" {
         let Some(secret) = option(&args, "--secret") else {
