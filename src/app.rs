@@ -6,12 +6,11 @@
 //! [`Application::run`] serves until the [`CancellationToken`] fires, then drains in-flight
 //! requests, closes WebSockets with a close frame, and releases connections.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use poem::{
-    EndpointExt, Route, Server,
-    listener::TcpAcceptor,
+    EndpointExt, Route,
     middleware::{Compression, Cors},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -65,7 +64,7 @@ pub struct AppStateInner {
 pub struct Application {
     state: AppState,
     schema: AppSchema,
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
 }
 
@@ -110,11 +109,10 @@ impl Application {
             started_at: Utc::now(),
         }));
         let schema = graphql::build_schema(&state, true);
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
         Ok(Self {
             state,
             schema,
-            acceptor,
+            listener,
             local_addr,
         })
     }
@@ -132,7 +130,7 @@ impl Application {
         let Self {
             state,
             schema,
-            acceptor,
+            listener,
             local_addr,
         } = self;
         let routes = routes(&state, schema);
@@ -170,11 +168,11 @@ impl Application {
                 server_shutdown.cancel();
             }
         };
-        let served = Server::new_with_acceptor(acceptor)
-            .name("tessera")
-            .idle_timeout(Duration::from_secs(75))
-            .run_with_graceful_shutdown(routes, signal, Some(grace))
-            .await;
+        let options = crate::platform::server::ServerOptions {
+            idle_timeout: state.config.http_idle_timeout.0,
+            grace,
+        };
+        let served = crate::platform::server::serve(listener, routes, signal, options).await;
         // The HTTP side is done; WebSockets got their close frames when the token fired.
         server_shutdown.cancel();
         state.ws_tracker.close();

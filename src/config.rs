@@ -372,6 +372,16 @@ pub struct Config {
     )]
     pub graphql_ws_keepalive: HumanDuration,
 
+    /// Close a client's connection once it has been quiet (no byte either way) this long;
+    /// a request in flight is answered first. WebSockets are not affected.
+    #[arg(
+        long,
+        env = "HTTP_IDLE_TIMEOUT",
+        value_name = "HTTP_IDLE_TIMEOUT",
+        default_value = "75s"
+    )]
+    pub http_idle_timeout: HumanDuration,
+
     /// How long shutdown waits for in-flight requests before closing them.
     #[arg(
         long,
@@ -487,6 +497,9 @@ impl Config {
         }
         if self.redis_pool_size == 0 {
             return err("REDIS_POOL_SIZE", "must be at least 1");
+        }
+        if self.http_idle_timeout.0 < std::time::Duration::from_millis(100) {
+            return err("HTTP_IDLE_TIMEOUT", "must be at least 100ms");
         }
         if self.pubsub_capacity == 0 {
             return err("PUBSUB_CAPACITY", "must be at least 1");

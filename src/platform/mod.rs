@@ -7,6 +7,7 @@ pub mod db;
 pub mod http;
 pub mod kv;
 pub mod mail;
+pub mod server;
 pub mod spa;
 pub mod telemetry;
 
