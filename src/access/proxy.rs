@@ -956,9 +956,13 @@ async fn proxy_websocket(
         .duration_since(SystemTime::now())
         .unwrap_or_default();
     let idle = config.access_proxy_ws_idle_timeout.0;
+    // Shutdown closes the socket with a close frame, and waits for that through the tracker.
+    let shutdown = state.shutdown.clone();
+    let tracked = state.ws_tracker.token();
     ws.on_upgrade(move |client| async move {
         let _release = release;
-        pump(client, upstream, cancel, expires_in, idle).await;
+        let _tracked = tracked;
+        pump(client, upstream, cancel, shutdown, expires_in, idle).await;
     })
     .into_response()
 }
@@ -1028,11 +1032,13 @@ fn to_client(message: UpMessage) -> Option<PoemMessage> {
 }
 
 /// Copies messages both ways until either side closes, the token is revoked (1008
-/// `token_revoked`), it expires (1008 `token_expired`) or the line is idle too long.
+/// `token_revoked`), it expires (1008 `token_expired`), the line is idle too long (1001
+/// `idle`) or the server shuts down (1001 `server shutting down`).
 async fn pump(
     client: poem::web::websocket::WebSocketStream,
     upstream: UpstreamSocket,
     cancel: tokio_util::sync::CancellationToken,
+    shutdown: tokio_util::sync::CancellationToken,
     expires_in: Duration,
     idle: Duration,
 ) {
@@ -1048,6 +1054,11 @@ async fn pump(
             _ = &mut expiry => { ours = Some(CloseReason::Expired); break; }
             _ = idle_timer => {
                 let _ = client_tx.send(PoemMessage::Close(Some((CloseCode::Away, "idle".into())))).await;
+                let _ = up_tx.send(UpMessage::Close(None)).await;
+                return;
+            }
+            _ = shutdown.cancelled() => {
+                let _ = client_tx.send(PoemMessage::Close(Some((CloseCode::Away, "server shutting down".into())))).await;
                 let _ = up_tx.send(UpMessage::Close(None)).await;
                 return;
             }

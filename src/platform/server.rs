@@ -12,7 +12,8 @@
 //! load whenever its task runs anyway.
 //!
 //! A connection that upgrades (WebSocket) leaves the server's care: what it does next is up
-//! to the upgrade's owner, and shutdown reaches it through the WebSocket tracker.
+//! to the upgrade's owner (GraphQL and proxied WebSockets close themselves at shutdown,
+//! and shutdown waits for them through the WebSocket tracker).
 
 use std::{
     collections::HashMap,
@@ -104,10 +105,19 @@ where
                 );
                 tokio::spawn(served);
             }
+            // A connection that went before it was accepted: nothing to do.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                ) => {}
             // Out of file descriptors and the like: a moment's pause rather than a spin.
             Err(e) => {
                 tracing::warn!(error = %e, "could not accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::select! {
+                    () = &mut signal => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
             }
         }
     }
@@ -227,7 +237,12 @@ impl Registry {
 
     fn open(self: &Arc<Self>) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared::default());
+        // Counted as one sign of life (the sweeper has seen 0), so the idle period of a
+        // connection that never sends a byte starts when it is accepted.
+        let shared = Arc::new(Shared {
+            activity: AtomicU64::new(1),
+            ..Shared::default()
+        });
         self.conns().insert(id, shared.clone());
         Registered {
             registry: self.clone(),
@@ -236,7 +251,7 @@ impl Registry {
         }
     }
 
-    /// Asks every connection to close; how many were open.
+    /// Asks every connection to close; how many had not been asked as much before.
     fn close_all(&self, how: u8) -> usize {
         self.conns().values().filter(|conn| conn.close(how)).count()
     }
@@ -274,7 +289,8 @@ impl Drop for Registered {
 
 /// Asks connections quiet for a whole idle period to close.
 async fn sweep(registry: Arc<Registry>, idle: Duration) {
-    let mut every = tokio::time::interval(idle / SWEEPS_PER_IDLE_PERIOD);
+    let period = (idle / SWEEPS_PER_IDLE_PERIOD).max(Duration::from_millis(1));
+    let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
     loop {
@@ -453,6 +469,15 @@ mod tests {
     impl Client {
         /// Status and body of a GET.
         async fn get(&mut self, path: &str) -> hyper::Result<(u16, String)> {
+            let (status, _, body) = self.get_with_connection(path).await?;
+            Ok((status, body))
+        }
+
+        /// Status, `Connection` header and body of a GET.
+        async fn get_with_connection(
+            &mut self,
+            path: &str,
+        ) -> hyper::Result<(u16, Option<String>, String)> {
             self.send.ready().await?;
             let request = http::Request::get(path)
                 .header("host", "localhost")
@@ -460,9 +485,55 @@ mod tests {
                 .unwrap();
             let response = self.send.send_request(request).await?;
             let status = response.status().as_u16();
+            let connection = response
+                .headers()
+                .get(http::header::CONNECTION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body = response.into_body().collect().await?.to_bytes();
-            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+            Ok((
+                status,
+                connection,
+                String::from_utf8_lossy(&body).into_owned(),
+            ))
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_speaks_is_closed_after_the_idle_timeout() {
+        use tokio::io::AsyncReadExt;
+        let idle = Duration::from_millis(400);
+        let server = start(idle, Duration::from_secs(5)).await;
+        // Mid-way between two sweeps, so that counting from the wrong moment shows.
+        tokio::time::sleep(idle * 5 / 8).await;
+        let opened = Instant::now();
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf))
+            .await
+            .expect("the server closes a silent connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        let quiet = opened.elapsed();
+        assert!(quiet >= idle, "closed after only {quiet:?}");
+    }
+
+    #[tokio::test]
+    async fn http2_with_prior_knowledge_is_served() {
+        let server = start(Duration::from_secs(75), Duration::from_secs(5)).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{}/hello", server.addr))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = send.send_request(request).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
     }
 
     #[tokio::test]
@@ -500,8 +571,11 @@ mod tests {
     async fn an_answer_slower_than_the_idle_timeout_is_still_given() {
         let server = start(Duration::from_millis(200), Duration::from_secs(5)).await;
         let mut client = connect(server.addr).await;
-        assert_eq!(client.get("/slow").await.unwrap(), (200, "slow".into()));
-        // Asked to close while the answer was pending: the connection goes after it.
+        let (status, connection, body) = client.get_with_connection("/slow").await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "slow"));
+        // Asked to close while the answer was pending: the answer says so, and the
+        // connection goes after it.
+        assert_eq!(connection.as_deref(), Some("close"));
         tokio::time::timeout(Duration::from_secs(3), &mut client.closed)
             .await
             .expect("the connection closes after its answer")
@@ -538,12 +612,18 @@ mod tests {
         let asked = Instant::now();
         server.stop.take().unwrap().send(()).unwrap();
 
-        assert_eq!(in_flight.await.unwrap().unwrap(), (200, "slow".into()));
-        // The quiet keep-alive connection is closed rather than waited for.
-        tokio::time::timeout(Duration::from_secs(3), &mut quiet.closed)
+        // While the slow answer is pending, the quiet keep-alive connection is closed rather
+        // than waited for, and no new connection is taken.
+        tokio::time::timeout(Duration::from_millis(500), &mut quiet.closed)
             .await
-            .expect("a quiet connection is closed at shutdown")
+            .expect("a quiet connection is closed at once")
             .unwrap();
+        assert!(!in_flight.is_finished(), "the slow answer came too soon");
+        assert!(
+            TcpStream::connect(server.addr).await.is_err(),
+            "a connection accepted while draining"
+        );
+        assert_eq!(in_flight.await.unwrap().unwrap(), (200, "slow".into()));
         tokio::time::timeout(Duration::from_secs(3), server.served)
             .await
             .expect("the server stops once the slow answer is out")

@@ -863,6 +863,28 @@ async fn ws_connect(
 }
 
 #[tokio::test]
+async fn proxied_websockets_get_a_close_frame_at_shutdown() {
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let mut app = builder(Some(upstream.url())).spawn().await;
+    let lou = rich_user(&app, "lou@example.com", "lou", 50).await;
+    let (token, _) = token_for(&app, &lou).await;
+    let mut ws = ws_connect(&app, "/proxy/ws", Some(&token)).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+
+    let shutdown = app.shutdown_token();
+    let handle = app.take_handle();
+    shutdown.cancel();
+    let (code, reason) = ws_close_code(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (1001, "server shutting down"));
+    let run = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("run returns after shutdown")
+        .expect("no panic");
+    assert!(run.is_ok(), "{run:?}");
+}
+
+#[tokio::test]
 async fn websockets_echo_and_close_on_revocation_and_expiry() {
     let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
     let app = builder(Some(upstream.url())).spawn().await;
