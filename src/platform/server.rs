@@ -94,6 +94,9 @@ where
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Small writes go out at once: a WebSocket frame or a streamed chunk behind
+                // an unacknowledged one would otherwise wait for the peer's (delayed) ACK.
+                let _ = stream.set_nodelay(true);
                 let conn = registry.open();
                 let served = serve_connection(
                     stream,

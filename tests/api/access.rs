@@ -1463,3 +1463,46 @@ async fn a_revocation_missed_while_pubsub_was_down_closes_sockets_after_the_reco
     );
     eprintln!("closed {:?} after the reconnect", restored.elapsed());
 }
+
+/// The proxy bench's yardstick forwards requests and bodies as they are, on one kept-alive
+/// connection.
+#[tokio::test]
+async fn the_bench_forwarder_relays_pages_and_bodies() {
+    let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
+    let upstream_addr: std::net::SocketAddr = upstream
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forwarder = listener.local_addr().unwrap();
+    let relay = tokio::spawn(tessera_fakes::forwarder::serve(listener, upstream_addr));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..3 {
+        let page = client
+            .get(format!("http://{forwarder}/page"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.text().await.unwrap(), page_body());
+    }
+    let echoed = client
+        .post(format!("http://{forwarder}/echo"))
+        .body("a body both ways")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.text().await.unwrap(), "a body both ways");
+    let remotes: std::collections::HashSet<String> = upstream
+        .seen()
+        .into_iter()
+        .map(|seen| seen.remote)
+        .collect();
+    assert_eq!(
+        remotes.len(),
+        1,
+        "one upstream connection for one client connection"
+    );
+    relay.abort();
+}
