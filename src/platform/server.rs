@@ -201,7 +201,8 @@ const DROP: u8 = 2;
 /// What a connection's task shares with the sweeper and the shutdown.
 #[derive(Default)]
 struct Shared {
-    /// Bumped by every read and write that moved bytes.
+    /// Bumped by every read and write that completes (an error or the end of the stream
+    /// too: either ends the connection anyway).
     activity: AtomicU64,
     close: AtomicU8,
     waker: AtomicWaker,
@@ -316,7 +317,7 @@ async fn sweep(registry: Arc<Registry>, idle: Duration) {
     }
 }
 
-/// A connection's stream, counting the reads and writes that move bytes.
+/// A connection's stream, counting the reads and writes that complete.
 struct Counted {
     inner: TcpStream,
     shared: Arc<Shared>,
