@@ -45,8 +45,8 @@ pub struct AccessState {
     pub keys: tokens::AccessKeys,
     pub prices: Vec<(i32, i64)>,
     /// token id → (active?, when learned).
-    memory: Mutex<HashMap<Uuid, (bool, Instant)>>,
-    touched: Mutex<HashSet<Uuid>>,
+    memory: Mutex<tokens::FastMap<Uuid, (bool, Instant)>>,
+    touched: Mutex<HashSet<Uuid, foldhash::fast::RandomState>>,
     sockets: Mutex<HashMap<Uuid, Vec<OpenSocket>>>,
     next_socket: std::sync::atomic::AtomicU64,
     /// The upstream's address, trust and idle connections, for pages and WebSockets;

@@ -53,6 +53,9 @@ pub struct RequestMeta {
     pub client: Option<Box<ClientHeaders>>,
 }
 
+const CLIENT_SIGNATURE: poem::http::HeaderName =
+    poem::http::HeaderName::from_static("x-client-signature");
+
 /// Request headers the ads domain reads: what makes up a device, and the client's proof.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientHeaders {
@@ -88,7 +91,7 @@ impl ClientHeaders {
                 .map(|v| v.trim().to_owned());
         }
         out.signature = headers
-            .get("x-client-signature")
+            .get(CLIENT_SIGNATURE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         (out != ClientHeaders::default()).then(|| Box::new(out))

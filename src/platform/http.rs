@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response, Result, handler,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     web::{Data, Json},
 };
 use serde_json::json;
@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::{app::AppState, graphql::RequestMeta, graphql::error::http_error};
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request id from the client is kept when it is short and plain; otherwise we make one.
 fn request_id(req: &Request) -> String {

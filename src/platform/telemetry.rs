@@ -9,7 +9,11 @@
 //!   them. Each running app owns its [`Metrics`] (no global), so several servers in one
 //!   process (the tests) do not mix their figures.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use opentelemetry::{
@@ -110,12 +114,12 @@ pub struct Metrics {
     registry: prometheus::Registry,
     // Kept so the exporter stays registered; instruments hold their own handles.
     _provider: SdkMeterProvider,
-    http_requests: Counter<u64>,
+    http_requests: Arc<LocalCounter<(&'static str, &'static str, u16)>>,
     http_duration: Histogram<f64>,
     graphql_operations: Counter<u64>,
     websocket_connections: UpDownCounter<i64>,
-    access_checks: Counter<u64>,
-    proxy_requests: Counter<u64>,
+    access_checks: Arc<LocalCounter<(&'static str, &'static str)>>,
+    proxy_requests: Arc<LocalCounter<(&'static str, &'static str)>>,
     vps_progress: Counter<u64>,
     ads_prepare: Counter<u64>,
     ads_complete: Counter<u64>,
@@ -160,10 +164,18 @@ impl Metrics {
         let meter = provider.meter("tessera");
         Ok(Self {
             registry,
-            http_requests: meter
-                .u64_counter("http.server.requests")
-                .with_description("HTTP requests answered, by route, method and status")
-                .build(),
+            http_requests: LocalCounter::register(
+                &meter,
+                "http.server.requests",
+                "HTTP requests answered, by route, method and status",
+                |(route, method, status)| {
+                    vec![
+                        KeyValue::new("http.route", route),
+                        KeyValue::new("http.request.method", method),
+                        KeyValue::new("http.response.status_code", i64::from(status)),
+                    ]
+                },
+            ),
             http_duration: meter
                 .f64_histogram("http.server.request.duration")
                 .with_unit("s")
@@ -183,16 +195,18 @@ impl Metrics {
                 .i64_up_down_counter("graphql.websocket.connections")
                 .with_description("Open GraphQL WebSocket connections")
                 .build(),
-            access_checks: meter
-                .u64_counter("access.token.checks")
-                .with_description(
-                    "Access-token revocation checks, by the level that answered and the outcome",
-                )
-                .build(),
-            proxy_requests: meter
-                .u64_counter("access.proxy.requests")
-                .with_description("Proxied requests, by protocol and outcome")
-                .build(),
+            access_checks: LocalCounter::register(
+                &meter,
+                "access.token.checks",
+                "Access-token revocation checks, by the level that answered and the outcome",
+                two_labels("level", "outcome"),
+            ),
+            proxy_requests: LocalCounter::register(
+                &meter,
+                "access.proxy.requests",
+                "Proxied requests, by protocol and outcome",
+                two_labels("protocol", "outcome"),
+            ),
             vps_progress: meter
                 .u64_counter("vps.progress.deliveries")
                 .with_description(
@@ -255,7 +269,7 @@ impl Metrics {
             KeyValue::new("http.request.method", method),
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];
-        self.http_requests.add(1, &attrs);
+        self.http_requests.add((route, method, status));
         self.http_duration.record(elapsed.as_secs_f64(), &attrs);
     }
 
@@ -280,24 +294,12 @@ impl Metrics {
 
     /// `level`: memory, kv or database; `outcome`: active, revoked or unknown.
     pub fn record_access_check(&self, level: &'static str, outcome: &'static str) {
-        self.access_checks.add(
-            1,
-            &[
-                KeyValue::new("level", level),
-                KeyValue::new("outcome", outcome),
-            ],
-        );
+        self.access_checks.add((level, outcome));
     }
 
     /// `protocol`: http or websocket; `outcome`: a refusal reason or `proxied`.
     pub fn record_proxy(&self, protocol: &'static str, outcome: &'static str) {
-        self.proxy_requests.add(
-            1,
-            &[
-                KeyValue::new("protocol", protocol),
-                KeyValue::new("outcome", outcome),
-            ],
-        );
+        self.proxy_requests.add((protocol, outcome));
     }
 
     /// `source`: `pubsub` (live) or `table` (read back after a gap, a lag or a reconnect).
@@ -364,11 +366,65 @@ impl Metrics {
     }
 }
 
+/// A counter kept in process and read by an observable counter when metrics are collected.
+/// The SDK's own counters hash the attributes on every add (SipHash over each key and
+/// value), which showed on the proxy's hot path, where three counters are bumped per
+/// request; here an add is one short lock and a fast hash of the
+/// label values. Label values are `'static` strings or numbers, so the set stays bounded.
+struct LocalCounter<K> {
+    counts: Mutex<HashMap<K, u64, foldhash::fast::RandomState>>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy + Send + 'static> LocalCounter<K> {
+    fn register(
+        meter: &opentelemetry::metrics::Meter,
+        name: &'static str,
+        description: &'static str,
+        attributes: impl Fn(K) -> Vec<KeyValue> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        let counter = Arc::new(Self {
+            counts: Mutex::default(),
+        });
+        let observed = Arc::clone(&counter);
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_callback(move |observer| {
+                let counts: Vec<(K, u64)> = observed
+                    .lock()
+                    .iter()
+                    .map(|(key, count)| (*key, *count))
+                    .collect();
+                for (key, count) in counts {
+                    observer.observe(count, &attributes(key));
+                }
+            })
+            .build();
+        counter
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, u64, foldhash::fast::RandomState>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, key: K) {
+        *self.lock().entry(key).or_default() += 1;
+    }
+}
+
+/// The attributes of a [`LocalCounter`] keyed by two label values.
+fn two_labels(
+    first: &'static str,
+    second: &'static str,
+) -> impl Fn((&'static str, &'static str)) -> Vec<KeyValue> + Send + Sync + 'static {
+    move |(a, b)| vec![KeyValue::new(first, a), KeyValue::new(second, b)]
+}
+
 #[cfg(test)]
 mod tests {
     use poem::http::Method;
 
-    use super::method_name;
+    use super::*;
 
     #[test]
     fn methods_are_named_from_a_fixed_set() {
@@ -377,5 +433,63 @@ mod tests {
         // A client cannot add label values by inventing methods.
         let invented = Method::from_bytes(b"PROPFIND").unwrap();
         assert_eq!(method_name(&invented), "_OTHER");
+    }
+
+    #[test]
+    fn local_counters_count_each_label_set_and_show_in_the_exposition() {
+        let config = crate::config::Config::from_args(Vec::<String>::new()).unwrap();
+        let metrics = Metrics::new(&config).unwrap();
+        for _ in 0..3 {
+            metrics.record_proxy("http", "proxied");
+        }
+        metrics.record_proxy("websocket", "token_revoked");
+        metrics.record_access_check("memory", "active");
+        metrics.record_http("/proxy/{*path}", "GET", 200, Duration::from_millis(1));
+        metrics.record_http("/proxy/{*path}", "GET", 200, Duration::from_millis(1));
+        metrics.record_http("/proxy/{*path}", "GET", 404, Duration::from_millis(1));
+        let text = metrics.render();
+        let value = |name: &str, labels: &[&str]| {
+            text.lines()
+                .find(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+                .unwrap_or_else(|| panic!("no {name} with {labels:?} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let proxy = "access_proxy_requests_total{";
+        assert_eq!(
+            value(proxy, &["outcome=\"proxied\"", "protocol=\"http\""]),
+            "3"
+        );
+        assert_eq!(
+            value(
+                proxy,
+                &["outcome=\"token_revoked\"", "protocol=\"websocket\""]
+            ),
+            "1"
+        );
+        let checks = "access_token_checks_total{";
+        assert_eq!(
+            value(checks, &["level=\"memory\"", "outcome=\"active\""]),
+            "1"
+        );
+        let http = "http_server_requests_total{";
+        let route = "http_route=\"/proxy/{*path}\"";
+        assert_eq!(value(http, &[route, "status_code=\"200\""]), "2");
+        assert_eq!(value(http, &[route, "status_code=\"404\""]), "1");
+        // The histogram beside it still counts every request.
+        let count = "http_server_request_duration_seconds_count{";
+        assert_eq!(value(count, &[route, "status_code=\"200\""]), "2");
+        // Label sets never counted are not reported.
+        assert!(!text.contains("outcome=\"busy\""), "{text}");
+        assert!(
+            text.contains("# TYPE access_proxy_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE http_server_requests_total counter"),
+            "{text}"
+        );
     }
 }

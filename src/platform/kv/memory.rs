@@ -74,7 +74,10 @@ impl MemoryKv {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -195,19 +198,40 @@ impl Kv for MemoryKv {
         let now_us = (now - self.epoch).as_micros() as u64;
         let key = self.key(key);
         let mut state = self.lock();
-        let tat = state
-            .live(&key, now)
-            .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<u64>().ok());
-        let (decision, new_tat) = gcra(limit, tat, now_us);
-        if let Some(new_tat) = new_tat {
-            state.entries.insert(
-                key,
-                Entry {
-                    value: new_tat.to_string().into_bytes(),
-                    expires_at: Some(now + Duration::from_micros(new_tat - now_us)),
-                },
-            );
-            state.after_write(now);
+        // The usual case, a live entry, is read and written in place: one lookup.
+        if let Some(entry) = state.entries.get_mut(&key)
+            && entry.live(now)
+        {
+            let tat = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
+            let (decision, new_tat) = gcra(limit, tat, now_us);
+            if let Some(new_tat) = new_tat {
+                entry.value.clear();
+                entry
+                    .value
+                    .extend_from_slice(itoa::Buffer::new().format(new_tat).as_bytes());
+                entry.expires_at = Some(now + Duration::from_micros(new_tat - now_us));
+                state.after_write(now);
+            }
+            return Ok(decision);
+        }
+        let (decision, new_tat) = gcra(limit, None, now_us);
+        match new_tat {
+            Some(new_tat) => {
+                state.entries.insert(
+                    key,
+                    Entry {
+                        value: itoa::Buffer::new().format(new_tat).as_bytes().to_vec(),
+                        expires_at: Some(now + Duration::from_micros(new_tat - now_us)),
+                    },
+                );
+                state.after_write(now);
+            }
+            // Refused with nothing to store: an expired entry is not kept either.
+            None => {
+                state.entries.remove(&key);
+            }
         }
         Ok(decision)
     }
