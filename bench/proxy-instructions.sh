@@ -25,30 +25,8 @@ TS_PORT=18292
 FW_PORT=18293
 OUT="$ROOT/bench/results/proxy-instructions-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-SERVER_BIN="${TESSERA_BIN:-$ROOT/target/release/tessera}"
-[ -n "${TESSERA_BIN:-}" ] || cargo build -q --release --bin tessera
-cargo build -q --release -p tessera-fakes --bin tessera-fakes
-
-target/release/tessera-fakes upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.out" &
-PIDS+=($!)
-
-# Waits for `url` to answer, up to a minute (startup under valgrind is slow).
-wait_for() {
-    for _ in $(seq 1 300); do
-        curl -fs -o /dev/null "$@" 2>/dev/null && return
-        sleep 0.2
-    done
-    echo "no answer from $*" >&2
-    exit 1
-}
+# shellcheck source=bench/proxy-common.sh
+source "$ROOT/bench/proxy-common.sh"
 
 # counted PID URL [wrk header args]: warm up, count SECONDS_ON of wrk, print wrk's count.
 counted() {
@@ -68,24 +46,7 @@ soft_sha() {
 }
 
 # The server.
-(cd "$WORK" && LISTEN_ADDR="127.0.0.1:$TS_PORT" LOG_FORMAT=json RUST_LOG=warn \
-    DATABASE_URL="sqlite://$WORK/t.db?mode=rwc" DATA_DIR="$WORK/data" \
-    ACCESS_PROXY_UPSTREAM="http://127.0.0.1:$UP_PORT" ACCESS_TOKEN_PRICES="1:0" \
-    ACCESS_PROXY_RATE_LIMIT=100000000 ARGON2_MEMORY_KIB=64 ARGON2_ITERATIONS=1 \
-    exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/server.callgrind" \
-    "$SERVER_BIN" >"$WORK/server.log" 2>&1) &
-TS_PID=$!
-PIDS+=($TS_PID)
-wait_for "http://127.0.0.1:$TS_PORT/ready"
-gql() {
-    curl -fs "http://127.0.0.1:$TS_PORT/graphql" -H 'content-type: application/json' "$@"
-}
-SESSION=$(gql -d '{"query":"mutation { register(input: {email: \"bench@example.com\", username: \"bench\", password: \"plum-orbit-cascade-91\"}) { accessToken } }"}' |
-    sed -E 's/.*"accessToken":"([^"]+)".*/\1/')
-TOKEN=$(gql -H "authorization: Bearer $SESSION" \
-    -d '{"query":"mutation { purchaseAccessToken(input: {durationHours: 1}) { token } }"}' |
-    sed -E 's/.*"token":"([^"]+)".*/\1/')
-[[ "$TOKEN" == tsr_at_* ]] || { echo "could not buy a token" >&2; exit 1; }
+start_server valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/server.callgrind"
 counted "$TS_PID" "http://127.0.0.1:$TS_PORT/proxy/page" -H "X-Access-Token: $TOKEN" >/dev/null
 kill "$TS_PID"
 wait "$TS_PID" 2>/dev/null || true

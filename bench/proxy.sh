@@ -24,46 +24,12 @@ TS_PORT=18192
 FW_PORT=18193
 OUT="$ROOT/bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-SERVER_BIN="${TESSERA_BIN:-$ROOT/target/release/tessera}"
-[ -n "${TESSERA_BIN:-}" ] || cargo build -q --release --bin tessera
-cargo build -q --release -p tessera-fakes --bin tessera-fakes
-
-target/release/tessera-fakes upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.out" &
-PIDS+=($!)
-UPSTREAM="http://127.0.0.1:$UP_PORT"
+# shellcheck source=bench/proxy-common.sh
+source "$ROOT/bench/proxy-common.sh"
 target/release/tessera-fakes forwarder --listen "127.0.0.1:$FW_PORT" --upstream "127.0.0.1:$UP_PORT" >"$WORK/fw.out" &
 PIDS+=($!)
 FORWARDER="http://127.0.0.1:$FW_PORT"
-
-(cd "$WORK" && LISTEN_ADDR="127.0.0.1:$TS_PORT" LOG_FORMAT=json RUST_LOG=warn \
-    DATABASE_URL="sqlite://$WORK/t.db?mode=rwc" DATA_DIR="$WORK/data" \
-    ACCESS_PROXY_UPSTREAM="$UPSTREAM" ACCESS_TOKEN_PRICES="1:0" \
-    ACCESS_PROXY_RATE_LIMIT=100000000 ARGON2_MEMORY_KIB=64 ARGON2_ITERATIONS=1 \
-    exec "$SERVER_BIN" >"$WORK/server.log" 2>&1) &
-TS_PID=$!
-PIDS+=($TS_PID)
-for _ in $(seq 1 200); do
-    curl -fs "http://127.0.0.1:$TS_PORT/ready" >/dev/null 2>&1 && break
-    sleep 0.05
-done
-
-gql() {
-    curl -fs "http://127.0.0.1:$TS_PORT/graphql" -H 'content-type: application/json' "$@"
-}
-SESSION=$(gql -d '{"query":"mutation { register(input: {email: \"bench@example.com\", username: \"bench\", password: \"plum-orbit-cascade-91\"}) { accessToken } }"}' |
-    sed -E 's/.*"accessToken":"([^"]+)".*/\1/')
-TOKEN=$(gql -H "authorization: Bearer $SESSION" \
-    -d '{"query":"mutation { purchaseAccessToken(input: {durationHours: 1}) { token } }"}' |
-    sed -E 's/.*"token":"([^"]+)".*/\1/')
-[[ "$TOKEN" == tsr_at_* ]] || { echo "could not buy a token" >&2; exit 1; }
+start_server
 curl -fs -o /dev/null -H "x-access-token: $TOKEN" "http://127.0.0.1:$TS_PORT/proxy/page"
 
 # wrk prints latency with units; normalise to milliseconds.
