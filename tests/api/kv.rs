@@ -214,6 +214,30 @@ async fn rate_limit_admits_exactly_the_limit_under_concurrency() {
     }
 }
 
+#[tokio::test]
+async fn rate_limit_budget_is_whole_again_once_its_key_expires() {
+    for backend in backends() {
+        let kv = make(backend, &prefix(), 64).await;
+        let limit = RateLimit::new(3, Duration::from_millis(300));
+        for round in 0..2 {
+            for n in 0..3 {
+                assert!(
+                    kv.rate_limit("ip:9.9.9.9", limit).await.unwrap().allowed,
+                    "{backend}: round {round}, call {n}"
+                );
+            }
+            assert!(
+                !kv.rate_limit("ip:9.9.9.9", limit).await.unwrap().allowed,
+                "{backend}: round {round}, over the burst"
+            );
+            // The key lives until its budget is whole; past that it is gone (Redis) or
+            // expired in place (in process), and a full burst is allowed again.
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+        kv.shutdown().await;
+    }
+}
+
 async fn next_delivery(sub: &mut kv::Subscription) -> Delivery {
     tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await
