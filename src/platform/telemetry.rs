@@ -168,13 +168,7 @@ impl Metrics {
                 &meter,
                 "http.server.requests",
                 "HTTP requests answered, by route, method and status",
-                |(route, method, status)| {
-                    vec![
-                        KeyValue::new("http.route", route),
-                        KeyValue::new("http.request.method", method),
-                        KeyValue::new("http.response.status_code", i64::from(status)),
-                    ]
-                },
+                |key| http_attributes(key).to_vec(),
             ),
             http_duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -264,13 +258,11 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
-        let attrs = [
-            KeyValue::new("http.route", route),
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("http.response.status_code", i64::from(status)),
-        ];
         self.http_requests.add((route, method, status));
-        self.http_duration.record(elapsed.as_secs_f64(), &attrs);
+        self.http_duration.record(
+            elapsed.as_secs_f64(),
+            &http_attributes((route, method, status)),
+        );
     }
 
     pub fn record_graphql(&self, operation: &str, kind: &'static str, outcome: &'static str) {
@@ -410,6 +402,15 @@ impl<K: std::hash::Hash + Eq + Copy + Send + 'static> LocalCounter<K> {
     fn add(&self, key: K) {
         *self.lock().entry(key).or_default() += 1;
     }
+}
+
+/// The attributes of an HTTP request's counter and duration: route, method, status.
+fn http_attributes((route, method, status): (&'static str, &'static str, u16)) -> [KeyValue; 3] {
+    [
+        KeyValue::new("http.route", route),
+        KeyValue::new("http.request.method", method),
+        KeyValue::new("http.response.status_code", i64::from(status)),
+    ]
 }
 
 /// The attributes of a [`LocalCounter`] keyed by two label values.
