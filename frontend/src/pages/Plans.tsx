@@ -140,10 +140,17 @@ export function PlansPage() {
   const [portal, openPortal] = useMutation(PORTAL);
   const [target, setTarget] = useState<string | null>(null);
   const [preview] = useQuery({ query: PREVIEW, variables: { planId: target ?? '' }, pause: !target, requestPolicy: 'network-only' });
-  // Every change of the subscription (a webhook, another tab) reloads the page's data.
+  // Every change of the subscription (a webhook, another tab) reloads the page's data. A
+  // paid invoice is recorded by a webhook of its own, which can land after the change the
+  // page heard of, or before its stream opened on the way back from Checkout: look again
+  // a few times shortly after each.
   useEffect(() => {
-    if (live.data) refresh({ requestPolicy: 'network-only' });
-  }, [live.data, refresh]);
+    if (!live.data && !returned) return;
+    const again = () => refresh({ requestPolicy: 'network-only' });
+    if (live.data) again();
+    const timers = [1000, 3000, 6000].map((ms) => setTimeout(again, ms));
+    return () => timers.forEach(clearTimeout);
+  }, [live.data, returned, refresh]);
   const sub = data?.me?.subscription;
   const running = sub && RUNNING.includes(sub.status) ? sub : null;
   const problem = describe(error ?? checkout.error ?? changed.error ?? canceled.error ?? resumed.error ?? portal.error ?? preview.error);
