@@ -11,6 +11,8 @@
 #   LEDGER_CLIENTS   concurrent clients on both sides (default: 16)
 #   LEDGER_SECONDS   seconds per measurement (default: 10)
 #   LEDGER_ROUNDS    rounds of (tessera, pgbench) (default: 3)
+#   LEDGER_BIN       a ledger_bench binary built earlier, to compare revisions (default: build
+#                    this checkout's)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,8 +29,12 @@ mkdir -p "$OUT"
 
 psql "$ADMIN" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)"
 psql "$ADMIN" -qc "CREATE DATABASE \"$DB\""
-cargo build -q --release --example ledger_bench
-BENCH="$ROOT/target/release/examples/ledger_bench"
+if [ -n "${LEDGER_BIN:-}" ]; then
+    BENCH="$LEDGER_BIN"
+else
+    cargo build -q --release --example ledger_bench
+    BENCH="$ROOT/target/release/examples/ledger_bench"
+fi
 "$BENCH" setup "$URL" "$USERS"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    PaginatorTrait, QueryFilter, sea_query::Expr,
+    QueryFilter, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -142,13 +142,31 @@ pub async fn purchase(state: &AppState, user_id: Uuid, purchase: Purchase) -> Re
         .as_ref()
         .map(|k| format!("{user_id}:{k}"));
 
+    // Signed before the transaction, so no row is locked while the signature is computed.
+    // A retry keeps this token; a replay or a refusal throws it away unused.
+    let fresh = Fresh::mint(state, user_id, purchase.duration_hours)?;
     let attempt = || async {
         let txn = state.db.begin_write().await?;
-        let result = purchase_in(state, &txn, user_id, &purchase, price, &hash, &scoped_key).await;
+        let result = purchase_in(
+            state,
+            &txn,
+            user_id,
+            &purchase,
+            price,
+            &hash,
+            &scoped_key,
+            &fresh,
+        )
+        .await;
         match result {
-            Ok(done) => {
+            // A replay changes nothing (the coins were taken before the key was looked up).
+            Ok((done, Outcome::Replayed)) => {
+                txn.rollback().await?;
+                Ok((done, false))
+            }
+            Ok((done, Outcome::Bought { paid })) => {
                 txn.commit().await?;
-                Ok(done)
+                Ok((done, paid))
             }
             Err(e) => {
                 txn.rollback().await?;
@@ -176,6 +194,44 @@ pub async fn purchase(state: &AppState, user_id: Uuid, purchase: Purchase) -> Re
     Ok(purchased)
 }
 
+/// A token minted for a purchase before its transaction begins.
+struct Fresh {
+    token_id: Uuid,
+    token: String,
+    revocation_id: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl Fresh {
+    fn mint(state: &AppState, user_id: Uuid, hours: i32) -> Result<Self> {
+        let token_id = Uuid::now_v7();
+        let created_at = Utc::now();
+        let expires_at = created_at + chrono::Duration::hours(i64::from(hours));
+        let (token, revocation_id) = state
+            .access
+            .keys
+            .mint(token_id, user_id, to_system(expires_at))
+            .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
+        Ok(Self {
+            token_id,
+            token,
+            revocation_id,
+            created_at,
+            expires_at,
+        })
+    }
+}
+
+/// How a purchase's transaction ends.
+enum Outcome {
+    /// A new token; `paid` when coins moved. Commit.
+    Bought { paid: bool },
+    /// The token bought earlier under the same key. Roll back.
+    Replayed,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn purchase_in(
     state: &AppState,
     txn: &impl ConnectionTrait,
@@ -184,75 +240,78 @@ async fn purchase_in(
     price: i64,
     hash: &str,
     scoped_key: &Option<String>,
-) -> Result<(Purchased, bool)> {
-    let token_id = Uuid::now_v7();
-    // Lock the buyer's account row first: concurrent purchases by one user then count their
-    // active tokens one after another. The payment comes last, so the hot `system:sales`
-    // row is held only for the end of the transaction.
-    wallet::service::lock_user(txn, user_id).await?;
-    // Only now, holding that lock, is a purchase racing under the same key visible.
-    if let Some(key) = scoped_key {
+    fresh: &Fresh,
+) -> Result<(Purchased, Outcome)> {
+    let token_id = fresh.token_id;
+    // The buyer's account row is locked first, so one user's purchases run one after
+    // another and each sees what the one before it left (its key, its token). A paid
+    // purchase locks it by taking the coins, a free one by touching it. The hot
+    // `system:sales` row comes last and is held only for the end of the transaction.
+    let debited = if price > 0 {
+        let payment = TransferRequest::new(
+            Account::User(user_id),
+            Account::System(SystemAccount::Sales),
+            price,
+            TransferKind::AccessToken,
+        )
+        .reference(format!("access_token:{token_id}"))
+        // Derived from the purchase's key, fixed length whatever the key's. Only this
+        // function writes such a key, beside the token row that holds the purchase's key;
+        // `holdings` below finds that row when there is one, and then nothing commits.
+        .idempotency_key(
+            scoped_key
+                .as_ref()
+                .map(|k| format!("access:{}", hex::encode(Sha256::digest(k.as_bytes())))),
+        )
+        .key_claimed();
+        match wallet::service::debit_first(txn, payment).await {
+            Ok(debited) => Ok(Some(debited)),
+            // Said after the replay and the cap are checked: an earlier purchase under the
+            // key is still returned to a buyer who has spent the coins since. (The refused
+            // debit waited for any purchase holding the row, so its token is visible.)
+            Err(short @ WalletError::InsufficientFunds { .. }) => Err(short),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        wallet::service::lock_user(txn, user_id).await?;
+        Ok(None)
+    };
+    let held = holdings(txn, user_id, scoped_key.as_deref(), fresh.created_at).await?;
+    if held.keyed
+        && let Some(key) = scoped_key
+    {
         let earlier = access_token::Entity::find()
             .filter(access_token::Column::IdempotencyKey.eq(key.as_str()))
             .one(txn)
-            .await?;
-        if let Some(row) = earlier {
-            if row.request_hash.as_deref() != Some(hash) {
-                return Err(AccessError::Conflict {
-                    reason: "idempotency_key_reused",
-                    message: "this idempotency key was already used for a different purchase"
-                        .into(),
-                });
-            }
-            let (token, _) = state
-                .access
-                .keys
-                .mint(row.id, row.user_id, to_system(row.expires_at))
-                .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
-            return Ok((Purchased { token, row }, false));
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the token under this key went away"))?;
+        if earlier.request_hash.as_deref() != Some(hash) {
+            return Err(AccessError::Conflict {
+                reason: "idempotency_key_reused",
+                message: "this idempotency key was already used for a different purchase".into(),
+            });
         }
+        let (token, _) = state
+            .access
+            .keys
+            .mint(earlier.id, earlier.user_id, to_system(earlier.expires_at))
+            .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
+        let replayed = Purchased {
+            token,
+            row: earlier,
+        };
+        return Ok((replayed, Outcome::Replayed));
     }
-    let now = Utc::now();
-    let active = access_token::Entity::find()
-        .filter(access_token::Column::UserId.eq(user_id))
-        .filter(access_token::Column::RevokedAt.is_null())
-        .filter(access_token::Column::ExpiresAt.gt(now))
-        .count(txn)
-        .await?;
     let max = u64::from(state.config.access.access_token_max_active);
-    if active >= max {
+    if held.active >= max {
         return Err(AccessError::Conflict {
             reason: "too_many_tokens",
             message: format!("you already hold {max} active tokens; revoke one first"),
         });
     }
-    let expires_at = now + chrono::Duration::hours(i64::from(purchase.duration_hours));
-    let (token, revocation_id) = state
-        .access
-        .keys
-        .mint(token_id, user_id, to_system(expires_at))
-        .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
-    let transfer_id = if price > 0 {
-        let moved = wallet::service::transfer_in(
-            txn,
-            &TransferRequest::new(
-                Account::User(user_id),
-                Account::System(SystemAccount::Sales),
-                price,
-                TransferKind::AccessToken,
-            )
-            .reference(format!("access_token:{token_id}"))
-            // Derived from the purchase's key, fixed length whatever the key's.
-            .idempotency_key(
-                scoped_key
-                    .as_ref()
-                    .map(|k| format!("access:{}", hex::encode(Sha256::digest(k.as_bytes())))),
-            ),
-        )
-        .await?;
-        Some(moved.transfer.id)
-    } else {
-        None
+    let transfer_id = match debited? {
+        Some(debited) => Some(debited.finish(txn).await?.transfer.id),
+        None => None,
     };
     let row = access_token::ActiveModel {
         id: Set(token_id),
@@ -261,19 +320,65 @@ async fn purchase_in(
         duration_hours: Set(purchase.duration_hours),
         price: Set(price),
         transfer_id: Set(transfer_id),
-        revocation_id: Set(revocation_id),
+        revocation_id: Set(fresh.revocation_id.clone()),
         key_id: Set(state.access.keys.signing_key_id() as i32),
         idempotency_key: Set(scoped_key.clone()),
         request_hash: Set(scoped_key.as_ref().map(|_| hash.to_owned())),
-        expires_at: Set(expires_at),
+        expires_at: Set(fresh.expires_at),
         revoked_at: Set(None),
         last_used_at: Set(None),
-        created_at: Set(now),
+        created_at: Set(fresh.created_at),
     }
     .insert(txn)
     .await?;
     tracing::info!(token.id = %row.id, user.id = %user_id, hours = purchase.duration_hours, "access token bought");
-    Ok((Purchased { token, row }, transfer_id.is_some()))
+    let token = fresh.token.clone();
+    let paid = transfer_id.is_some();
+    Ok((Purchased { token, row }, Outcome::Bought { paid }))
+}
+
+/// What a buyer holds, read in one statement: how many tokens are active at `now`, and
+/// whether one was bought under `key`.
+struct Holdings {
+    active: u64,
+    keyed: bool,
+}
+
+async fn holdings(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Holdings> {
+    use access_token::Column as C;
+    use sea_orm::sea_query::{Alias, Func, Query};
+    let mut active = Query::select();
+    active
+        .expr(Func::count(Expr::col(C::Id)))
+        .from(access_token::Entity)
+        .and_where(C::UserId.eq(user_id))
+        .and_where(C::RevokedAt.is_null())
+        .and_where(C::ExpiresAt.gt(now));
+    // Without a key this counts `= NULL`: nothing.
+    let mut keyed = Query::select();
+    keyed
+        .expr(Func::count(Expr::col(C::Id)))
+        .from(access_token::Entity)
+        .and_where(C::IdempotencyKey.eq(key));
+    let mut both = Query::select();
+    both.expr_as(active, Alias::new("active"))
+        .expr_as(keyed, Alias::new("keyed"));
+    let backend = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(backend.build(&both))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("a count without a row"))?;
+    let active: i64 = row.try_get("", "active")?;
+    let keyed: i64 = row.try_get("", "keyed")?;
+    Ok(Holdings {
+        active: active.max(0) as u64,
+        keyed: keyed > 0,
+    })
 }
 
 /// A user's tokens (everyone's when `user_id` is `None`; all, or only active ones), newest

@@ -13,9 +13,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use biscuit_auth::{
-    AuthorizerBuilder, AuthorizerLimits, Biscuit, KeyPair, PrivateKey, PublicKey, builder::Term,
-};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, KeyPair, PrivateKey, PublicKey};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -183,24 +181,25 @@ impl AccessKeys {
         user_id: Uuid,
         expires_at: SystemTime,
     ) -> Result<(String, String), biscuit_auth::error::Token> {
-        let (id, key) = &self.keys[0];
-        let exp = expires_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let mut params = HashMap::new();
-        params.insert("id".to_owned(), Term::Str(token_id.to_string()));
-        params.insert("user".to_owned(), Term::Str(user_id.to_string()));
-        params.insert("exp".to_owned(), Term::Date(exp));
-        let biscuit = Biscuit::builder()
-            .code_with_params(
-                r#"token_id({id}); user({user}); scope("proxy"); expires({exp});
-                check if time($t), $t < {exp};"#,
-                params,
-                Default::default(),
-            )?
-            .root_key_id(*id)
-            .build(key)?;
+        let (key_id, key) = &self.keys[0];
+        // Whole seconds, as the token states them.
+        let exp = UNIX_EPOCH
+            + Duration::from_secs(
+                expires_at
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs(),
+            );
+        // Parsed when this crate is compiled, not on every purchase.
+        let biscuit = biscuit_auth::macros::biscuit!(
+            r#"token_id({id}); user({user}); scope("proxy"); expires({exp});
+            check if time($t), $t < {exp};"#,
+            id = token_id.to_string(),
+            user = user_id.to_string(),
+            exp = exp,
+        )
+        .root_key_id(*key_id)
+        .build(key)?;
         let revocation = biscuit
             .revocation_identifiers()
             .first()
@@ -353,25 +352,18 @@ impl AccessKeys {
         verified: &Verified,
         request: &RequestFacts<'_>,
     ) -> Result<(), Refusal> {
-        let mut params = HashMap::new();
-        params.insert("method".to_owned(), Term::Str(request.method.to_owned()));
-        params.insert("path".to_owned(), Term::Str(request.path.to_owned()));
-        params.insert(
-            "protocol".to_owned(),
-            Term::Str(request.protocol.to_owned()),
-        );
-        params.insert("host".to_owned(), Term::Str(request.host.to_owned()));
-        let mut authorizer = AuthorizerBuilder::new()
-            .time()
-            .code_with_params(
-                r#"method({method}); path({path}); protocol({protocol}); host({host});
-                allow if scope("proxy");"#,
-                params,
-                Default::default(),
-            )
-            .map(|b| b.set_limits(limits(self.check_time)))
-            .and_then(|b| b.build(&verified.biscuit))
-            .map_err(|_| Refusal::Invalid)?;
+        let mut authorizer = biscuit_auth::macros::authorizer!(
+            r#"method({method}); path({path}); protocol({protocol}); host({host});
+            allow if scope("proxy");"#,
+            method = request.method,
+            path = request.path,
+            protocol = request.protocol,
+            host = request.host,
+        )
+        .time()
+        .set_limits(limits(self.check_time))
+        .build(&verified.biscuit)
+        .map_err(|_| Refusal::Invalid)?;
         match authorizer.authorize() {
             Ok(_) => Ok(()),
             Err(biscuit_auth::error::Token::FailedLogic(_)) => Err(Refusal::Forbidden),

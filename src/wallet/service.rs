@@ -398,8 +398,20 @@ pub async fn lock_user(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
 ) -> std::result::Result<(), DbErr> {
-    open_user_account(conn, user_id).await?;
-    lock_users(conn, &[user_id]).await?;
+    // One statement: an existing row is updated, which locks it as `lock_users` would.
+    let row = Slot {
+        account: Account::User(user_id),
+        shard: 0,
+    }
+    .new_row();
+    account::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(account::Column::Id)
+                .update_column(account::Column::UpdatedAt)
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
@@ -758,6 +770,60 @@ pub async fn transfer_in(
         |row| fill_from(req, fingerprint, row),
     )
     .await
+}
+
+/// A user's coins taken for a payment to a system account, inside the caller's transaction,
+/// the system account not credited yet: see [`debit_first`].
+pub struct Debited {
+    req: TransferRequest,
+    debit: Slot,
+    after: AfterUpdate,
+}
+
+/// The first half of [`transfer_in`] for a posted payment from a user to a system account:
+/// takes the coins and so locks the user's row (opening it when needed), for a caller that
+/// checks something of that user's under the lock before [`Debited::finish`] credits the
+/// system account and writes the transfer row. Rolling back undoes the debit. The request's
+/// idempotency key, if any, must be claimed (the look-up of an earlier transfer would come
+/// too late here).
+pub async fn debit_first(conn: &impl ConnectionTrait, req: TransferRequest) -> Result<Debited> {
+    validate(&req)?;
+    let shape = matches!(req.debit, Account::User(_))
+        && matches!(req.credit, Account::System(_))
+        && req.pending_timeout.is_none()
+        && (req.idempotency_key.is_none() || req.key_claimed);
+    if !shape {
+        return Err(WalletError::InvalidInput(
+            "a split transfer is a posted payment from a user to a system account under a claimed key",
+        ));
+    }
+    let debit = req.debit.slot();
+    let after = apply_to(
+        conn,
+        debit,
+        Change::by(-req.amount, 0, 0).needing(req.amount),
+    )
+    .await?;
+    Ok(Debited { req, debit, after })
+}
+
+impl Debited {
+    /// Credits the system account and writes the transfer row.
+    pub async fn finish(self, conn: &impl ConnectionTrait) -> Result<Transferred> {
+        let req = &self.req;
+        let credit = req.credit.slot();
+        // The user's row is locked already; the system shard comes second, as everywhere.
+        let credited = apply_to(conn, credit, Change::by(req.amount, 0, 0)).await?;
+        record(
+            conn,
+            (self.debit.id(), credit.id()),
+            req.amount,
+            req.kind.as_str(),
+            (self.after, credited),
+            |row| fill_from(req, req.fingerprint(), row),
+        )
+        .await
+    }
 }
 
 /// Pays many users from one system account inside the caller's transaction, as

@@ -340,6 +340,40 @@ async fn concurrent_purchases_charge_once_per_key_and_never_overdraw() {
 }
 
 #[tokio::test]
+async fn concurrent_purchases_never_pass_the_active_cap() {
+    let app = builder(None)
+        .configure(|c| c.access.access_token_max_active = 4)
+        .spawn()
+        .await;
+    let gil = rich_user(&app, "gil@example.com", "gil", 1000).await;
+    // Thirty at once from one user: the cap is counted under the user's row lock.
+    let all = join_all((0..30).map(|_| buy(&app, &gil, json!({ "durationHours": 1 })))).await;
+    let ok = all.iter().filter(|b| b["errors"].is_null()).count();
+    let capped = all
+        .iter()
+        .filter(|b| error_of(b) == ("CONFLICT".into(), "too_many_tokens".into()))
+        .count();
+    let outcomes: Vec<_> = all
+        .iter()
+        .map(|b| b["errors"][0]["extensions"]["reason"].clone())
+        .collect();
+    assert_eq!((ok, capped), (4, 26), "{outcomes:?}");
+    assert_eq!(balance(&app, &gil).await, 960, "only the four were charged");
+    let listed = app
+        .graphql_as(
+            &gil.access,
+            "{ me { accessTokens(activeOnly: true) { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        listed["data"]["me"]["accessTokens"]["totalCount"], 4,
+        "{listed}"
+    );
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
 async fn the_proxy_forwards_without_our_credentials_and_signs_an_assertion() {
     let upstream = Upstream::start("127.0.0.1:0").await.unwrap();
     let app = builder(Some(upstream.url())).spawn().await;
