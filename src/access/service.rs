@@ -309,10 +309,8 @@ async fn purchase_in(
             message: format!("you already hold {max} active tokens; revoke one first"),
         });
     }
-    let transfer_id = match debited? {
-        Some(debited) => Some(debited.finish(txn).await?.transfer.id),
-        None => None,
-    };
+    let debited = debited?;
+    let transfer_id = debited.as_ref().map(wallet::service::Debited::transfer_id);
     let row = access_token::ActiveModel {
         id: Set(token_id),
         user_id: Set(user_id),
@@ -331,6 +329,10 @@ async fn purchase_in(
     }
     .insert(txn)
     .await?;
+    // The payment last: the `system:sales` shard it credits is locked until COMMIT.
+    if let Some(debited) = debited {
+        debited.finish(txn).await?;
+    }
     tracing::info!(token.id = %row.id, user.id = %user_id, hours = purchase.duration_hours, "access token bought");
     let token = fresh.token.clone();
     let paid = transfer_id.is_some();

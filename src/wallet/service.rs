@@ -778,6 +778,7 @@ pub struct Debited {
     req: TransferRequest,
     debit: Slot,
     after: AfterUpdate,
+    transfer_id: Uuid,
 }
 
 /// The first half of [`transfer_in`] for a posted payment from a user to a system account:
@@ -804,10 +805,21 @@ pub async fn debit_first(conn: &impl ConnectionTrait, req: TransferRequest) -> R
         Change::by(-req.amount, 0, 0).needing(req.amount),
     )
     .await?;
-    Ok(Debited { req, debit, after })
+    Ok(Debited {
+        req,
+        debit,
+        after,
+        transfer_id: Uuid::now_v7(),
+    })
 }
 
 impl Debited {
+    /// The id the transfer row will have, for rows the caller writes before [`Self::finish`]
+    /// (so the hot system row is locked only at the very end).
+    pub fn transfer_id(&self) -> Uuid {
+        self.transfer_id
+    }
+
     /// Credits the system account and writes the transfer row.
     pub async fn finish(self, conn: &impl ConnectionTrait) -> Result<Transferred> {
         let req = &self.req;
@@ -820,7 +832,10 @@ impl Debited {
             req.amount,
             req.kind.as_str(),
             (self.after, credited),
-            |row| fill_from(req, req.fingerprint(), row),
+            |row| {
+                row.id = Set(self.transfer_id);
+                fill_from(req, req.fingerprint(), row);
+            },
         )
         .await
     }
