@@ -208,11 +208,7 @@ impl Fresh {
         let token_id = Uuid::now_v7();
         let created_at = Utc::now();
         let expires_at = created_at + chrono::Duration::hours(i64::from(hours));
-        let (token, revocation_id) = state
-            .access
-            .keys
-            .mint(token_id, user_id, to_system(expires_at))
-            .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
+        let (token, revocation_id) = mint(state, token_id, user_id, expires_at)?;
         Ok(Self {
             token_id,
             token,
@@ -221,6 +217,20 @@ impl Fresh {
             expires_at,
         })
     }
+}
+
+/// The token text and authority revocation id for a token row's facts.
+fn mint(
+    state: &AppState,
+    token_id: Uuid,
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(String, String)> {
+    Ok(state
+        .access
+        .keys
+        .mint(token_id, user_id, to_system(expires_at))
+        .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?)
 }
 
 /// How a purchase's transaction ends.
@@ -291,11 +301,7 @@ async fn purchase_in(
                 message: "this idempotency key was already used for a different purchase".into(),
             });
         }
-        let (token, _) = state
-            .access
-            .keys
-            .mint(earlier.id, earlier.user_id, to_system(earlier.expires_at))
-            .map_err(|e| anyhow::anyhow!("minting failed: {e}"))?;
+        let (token, _) = mint(state, earlier.id, earlier.user_id, earlier.expires_at)?;
         let replayed = Purchased {
             token,
             row: earlier,
@@ -339,6 +345,13 @@ async fn purchase_in(
     Ok((Purchased { token, row }, Outcome::Bought { paid }))
 }
 
+/// Tokens neither revoked nor expired at `now`.
+fn active_at(now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(access_token::Column::RevokedAt.is_null())
+        .add(access_token::Column::ExpiresAt.gt(now))
+}
+
 /// What a buyer holds, read in one statement: how many tokens are active at `now`, and
 /// whether one was bought under `key`.
 struct Holdings {
@@ -358,9 +371,7 @@ async fn holdings(
     active
         .expr(Func::count(Expr::col(C::Id)))
         .from(access_token::Entity)
-        .and_where(C::UserId.eq(user_id))
-        .and_where(C::RevokedAt.is_null())
-        .and_where(C::ExpiresAt.gt(now));
+        .cond_where(active_at(now).add(C::UserId.eq(user_id)));
     // Without a key this counts `= NULL`: nothing.
     let mut keyed = Query::select();
     keyed
@@ -397,9 +408,7 @@ pub async fn list(
         filter = filter.add(access_token::Column::UserId.eq(user));
     }
     if active_only {
-        filter = filter
-            .add(access_token::Column::RevokedAt.is_null())
-            .add(access_token::Column::ExpiresAt.gt(Utc::now()));
+        filter = filter.add(active_at(Utc::now()));
     }
     Ok(
         newest_first::<access_token::Entity>(conn, filter, access_token::Column::Id, first, before)

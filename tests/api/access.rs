@@ -287,6 +287,33 @@ async fn purchase_refusals_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_replay_wins_over_an_empty_wallet_and_a_full_cap() {
+    let app = builder(None)
+        .configure(|c| c.access.access_token_max_active = 1)
+        .spawn()
+        .await;
+    let hal = rich_user(&app, "hal@example.com", "hal", 10).await;
+    let keyed = json!({ "durationHours": 1, "idempotencyKey": "last-coins" });
+    let first = buy(&app, &hal, keyed.clone()).await;
+    assert!(first["errors"].is_null(), "{first}");
+    assert_eq!(balance(&app, &hal).await, 0);
+    // Broke and at the cap: a new purchase is refused, the same one is answered again.
+    let fresh = buy(&app, &hal, json!({ "durationHours": 1 })).await;
+    assert_eq!(
+        error_of(&fresh),
+        ("CONFLICT".into(), "too_many_tokens".into())
+    );
+    let again = buy(&app, &hal, keyed).await;
+    assert!(again["errors"].is_null(), "{again}");
+    assert_eq!(
+        again["data"]["purchaseAccessToken"]["accessToken"]["id"],
+        first["data"]["purchaseAccessToken"]["accessToken"]["id"]
+    );
+    assert_eq!(balance(&app, &hal).await, 0);
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
 async fn free_durations_write_no_transfer() {
     let app = builder(None)
         .configure(|c| c.access.access_token_prices = "1:0,24:5".into())
