@@ -232,6 +232,75 @@ async fn refusals_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_split_payment_takes_only_its_own_shape_and_rolls_back_whole() {
+    let (app, admin) = admin_app().await;
+    let bo = app.register("split@example.com", "split").await;
+    grant(&app, &admin, &bo.user_id, 50).await;
+    let before = transfer_count(&app).await;
+
+    let txn = app.state.db.begin_write().await.unwrap();
+    let refused = [
+        // Not from a user to a system account.
+        TransferRequest::new(
+            Account::System(SystemAccount::Sales),
+            Account::User(uid(&bo)),
+            5,
+            TransferKind::Grant,
+        ),
+        TransferRequest::new(
+            Account::User(uid(&bo)),
+            Account::User(uid(&admin)),
+            5,
+            TransferKind::Grant,
+        ),
+        // A reservation, and a key nobody claimed.
+        spend(uid(&bo), 5).pending(Duration::from_secs(60)),
+        spend(uid(&bo), 5).idempotency_key(Some("unclaimed".into())),
+    ];
+    for req in refused {
+        let err = service::debit_first(&txn, req).await.err().unwrap();
+        assert!(matches!(err, WalletError::InvalidInput(_)), "{err:?}");
+    }
+    let err = service::debit_first(&txn, spend(uid(&bo), 51))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            WalletError::InsufficientFunds {
+                available: 50,
+                needed: 51
+            }
+        ),
+        "{err:?}"
+    );
+    // Taken, then rolled back before the system account was paid: nothing moved.
+    service::debit_first(&txn, spend(uid(&bo), 20))
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    assert_eq!(wallet(&app, &bo).await, (50, 50));
+    assert_eq!(transfer_count(&app).await, before);
+
+    let txn = app.state.db.begin_write().await.unwrap();
+    let debited = service::debit_first(&txn, spend(uid(&bo), 20))
+        .await
+        .unwrap();
+    let id = debited.transfer_id();
+    let done = debited.finish(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(
+        done.transfer.id, id,
+        "the id announced before the row was written"
+    );
+    assert_eq!(done.transfer.amount, 20);
+    assert_eq!(wallet(&app, &bo).await, (30, 30));
+    assert_eq!(transfer_count(&app).await, before + 1);
+    assert_sound(&app).await;
+}
+
+#[tokio::test]
 async fn an_idempotency_key_moves_coins_once_and_refuses_a_different_request() {
     let (app, admin) = admin_app().await;
     let cy = app.register("cy@example.com", "cy.c").await;
