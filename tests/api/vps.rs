@@ -679,18 +679,21 @@ async fn worker_requests_are_refused_unless_signed_fresh_once_and_enabled() {
 
     let event =
         json!({ "sessionId": id, "step": "reserve_capacity", "status": "done" }).to_string();
+    // Stale means more than 300 s from the server's clock. The timestamps are taken here and
+    // checked by the server a moment later, when its second may have ticked over: a margin
+    // keeps `now + 301` from landing back inside the window on a loaded machine.
     let refusals = [
         (None, creds.secret.as_str(), now(), "missing_signature"),
         (
             Some(creds.key_id.as_str()),
             creds.secret.as_str(),
-            now() - 301,
+            now() - 330,
             "stale_timestamp",
         ),
         (
             Some(creds.key_id.as_str()),
             creds.secret.as_str(),
-            now() + 301,
+            now() + 330,
             "stale_timestamp",
         ),
         (
