@@ -16,16 +16,15 @@ pub mod service;
 pub mod tokens;
 pub mod upstream;
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    platform::{FastMap, FastSet},
+};
 
 /// Why a proxied WebSocket was closed by us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +44,8 @@ pub struct AccessState {
     pub keys: tokens::AccessKeys,
     pub prices: Vec<(i32, i64)>,
     /// token id → (active?, when learned).
-    memory: Mutex<tokens::FastMap<Uuid, (bool, Instant)>>,
-    touched: Mutex<HashSet<Uuid, foldhash::fast::RandomState>>,
+    memory: Mutex<FastMap<Uuid, (bool, Instant)>>,
+    touched: Mutex<FastSet<Uuid>>,
     sockets: Mutex<HashMap<Uuid, Vec<OpenSocket>>>,
     next_socket: std::sync::atomic::AtomicU64,
     /// The upstream's address, trust and idle connections, for pages and WebSockets;

@@ -7,7 +7,6 @@
 //! Root keys carry ids (`root_key_id`) so they can be rotated.
 
 use std::{
-    collections::HashMap,
     path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -19,10 +18,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::config::AccessConfig;
-
-/// A map keyed by values nobody outside chooses (digests of verified tokens, ids we minted),
-/// so a fast hasher is safe; randomly seeded all the same.
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::platform::FastMap;
 
 pub const PREFIX: &str = "tsr_at_";
 

@@ -11,9 +11,19 @@ pub mod server;
 pub mod spa;
 pub mod telemetry;
 
-use std::{future::Future, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    time::Duration,
+};
 
 use tokio_util::sync::CancellationToken;
+
+/// A map keyed by values nobody outside chooses (digests of verified tokens, ids we minted,
+/// fixed label sets), so a fast hasher is safe; randomly seeded all the same.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// The set kind of [`FastMap`], for the same kind of keys.
+pub type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// Runs `round` every `period` until `shutdown` fires, and once more then when
 /// `last_round` (a flush of what is still buffered). A slow round delays the next one

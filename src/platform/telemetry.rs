@@ -10,7 +10,6 @@
 //!   process (the tests) do not mix their figures.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -26,7 +25,10 @@ use opentelemetry_sdk::{Resource, metrics::SdkMeterProvider, trace::SdkTracerPro
 use prometheus::{Encoder, TextEncoder};
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::config::{Config, LogFormat};
+use crate::{
+    config::{Config, LogFormat},
+    platform::FastMap,
+};
 
 /// Flushes exported spans when dropped; keep it alive for the life of the process.
 #[must_use = "dropping the guard stops trace export"]
@@ -364,7 +366,7 @@ impl Metrics {
 /// request; here an add is one short lock and a fast hash of the
 /// label values. Label values are `'static` strings or numbers, so the set stays bounded.
 struct LocalCounter<K> {
-    counts: Mutex<HashMap<K, u64, foldhash::fast::RandomState>>,
+    counts: Mutex<FastMap<K, u64>>,
 }
 
 impl<K: std::hash::Hash + Eq + Copy + Send + 'static> LocalCounter<K> {
@@ -395,7 +397,7 @@ impl<K: std::hash::Hash + Eq + Copy + Send + 'static> LocalCounter<K> {
         counter
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, u64, foldhash::fast::RandomState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<K, u64>> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -141,9 +141,9 @@ export function PlansPage() {
   const [target, setTarget] = useState<string | null>(null);
   const [preview] = useQuery({ query: PREVIEW, variables: { planId: target ?? '' }, pause: !target, requestPolicy: 'network-only' });
   // Every change of the subscription (a webhook, another tab) reloads the page's data. A
-  // paid invoice is recorded by a webhook of its own, which can land after the change the
-  // page heard of, or before its stream opened on the way back from Checkout: look again
-  // a few times shortly after each.
+  // paid invoice is recorded by a webhook of its own and announced on the same stream, but
+  // that announcement can come while the stream is not open (on the way back from Checkout,
+  // or while it reconnects): look again a few times shortly after each change and return.
   useEffect(() => {
     if (!live.data && !returned) return;
     const again = () => refresh({ requestPolicy: 'network-only' });
